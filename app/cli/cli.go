@@ -1,0 +1,389 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"dce/app/config"
+	"dce/app/dce"
+	"dce/app/node"
+	"dce/app/router"
+	"dce/app/server"
+)
+
+// Exit codes.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // the command ran and failed (no server running, a failure status)
+	ExitUsage  = 2 // unknown command, bad arguments, invalid configuration or nodes
+)
+
+// Env is what a run of the program sees.
+type Env struct {
+	Root      string // application root; "" finds it (DCE_ROOT, the binary's folder, the working folder)
+	Stdout    io.Writer
+	Stderr    io.Writer
+	LookupEnv func(string) (string, bool)
+	Compiled  []string // project folders with Go code compiled in ("sample"), from the generated file
+}
+
+type command struct {
+	path string
+	name string
+	run  func(a *app, args Args) int
+}
+
+// builtins are the engine's own commands.
+var builtins = []command{
+	{"websocket/start", "Start the WebSocket server in the foreground (SIGINT/SIGTERM stop, SIGHUP reloads)", (*app).start},
+	{"websocket/stop", "Stop the running server gracefully", func(a *app, _ Args) int { return a.control("stop") }},
+	{"websocket/reload", "Re-read nodes, templates and reloadable config without dropping connections", func(a *app, _ Args) int { return a.control("reload") }},
+	{"websocket/status", "Print the running server's live counters as JSON", func(a *app, _ Args) int { return a.control("status") }},
+	{"routes", "List every node with its methods, render and controller", (*app).routes},
+	{"check", "Validate configuration, nodes and controllers without starting anything", (*app).check},
+}
+
+type app struct {
+	Env
+	args     Args
+	projects []string
+}
+
+// Main runs one command line and returns the exit code.
+func Main(argv []string, env Env) int {
+	if env.Stdout == nil {
+		env.Stdout = os.Stdout
+	}
+	if env.Stderr == nil {
+		env.Stderr = os.Stderr
+	}
+	if env.LookupEnv == nil {
+		env.LookupEnv = os.LookupEnv
+	}
+	args, err := Parse(argv)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "dce:", err)
+		return ExitUsage
+	}
+	if env.Root == "" {
+		env.Root = findRoot(env.LookupEnv)
+	}
+	a := &app{Env: env, args: args}
+	a.projects, err = Projects(env.Root)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "dce:", err)
+		return ExitUsage
+	}
+	if _, help := args.Options["help"]; (help && args.Path == "") || args.Path == "" || args.Path == "help" {
+		return a.usage()
+	}
+	for _, b := range builtins {
+		if b.path == args.Path {
+			return b.run(a, args)
+		}
+	}
+	return a.runNode(args)
+}
+
+// Projects lists the project folders under root/project, sorted. Folders
+// starting with '.' or '_' are skipped.
+func Projects(root string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(root, "project"))
+	if err != nil {
+		return nil, fmt.Errorf("no project folder under %s (set DCE_ROOT or run ./dce from the application): %w", root, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && !strings.HasPrefix(e.Name(), "_") {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// findRoot: $DCE_ROOT, else the nearest folder holding project/ above the
+// binary, else above the working folder.
+func findRoot(lookup func(string) (string, bool)) string {
+	if r, ok := lookup("DCE_ROOT"); ok && r != "" {
+		return r
+	}
+	var starts []string
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	for _, dir := range starts {
+		for d := dir; ; d = filepath.Dir(d) {
+			if st, err := os.Stat(filepath.Join(d, "project")); err == nil && st.IsDir() {
+				if _, err := os.Stat(filepath.Join(d, "common")); err == nil {
+					return d
+				}
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return "."
+}
+
+func (a *app) runtimeDir() string { return filepath.Join(a.Root, "runtime") }
+
+// load reads configuration and nodes and resolves controllers, reporting
+// every problem at once.
+func (a *app) load() (*config.Config, *router.Router, error) {
+	cfg, cerr := config.Load(config.Source{Root: a.Root, Projects: a.projects, Env: a.LookupEnv, Options: a.args.Overrides()})
+	rt, rerr := router.New(a.Root, a.projects)
+	if err := errors.Join(cerr, rerr); err != nil {
+		return nil, nil, err
+	}
+	a.warnUncompiled()
+	return cfg, rt, nil
+}
+
+// warnUncompiled says when a project folder holds Go code that this binary
+// does not contain (the generated imports are stale).
+func (a *app) warnUncompiled() {
+	if a.Compiled == nil {
+		return
+	}
+	for _, p := range a.projects {
+		if hasGo(filepath.Join(a.Root, "project", p)) && !slices.Contains(a.Compiled, p) {
+			fmt.Fprintf(a.Stderr, "dce: warning: project/%s has Go code that is not compiled in: run ./dce (or go generate ./app) to refresh app/projects.go\n", p)
+		}
+	}
+}
+
+func hasGo(dir string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			found = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
+}
+
+func (a *app) fail(code int, format string, args ...any) int {
+	fmt.Fprintf(a.Stderr, "dce: "+format+"\n", args...)
+	return code
+}
+
+func (a *app) usage() int {
+	fmt.Fprintf(a.Stdout, "%s %s\n", dce.Product, dce.Version)
+	w := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+	for _, b := range builtins {
+		fmt.Fprintf(w, "%s\t%s\n", strings.ReplaceAll(b.path, "/", " "), b.name)
+	}
+	tree, err := node.Load(a.Root, a.projects)
+	if err != nil {
+		w.Flush()
+		return a.fail(ExitUsage, "%v", err)
+	}
+	for _, n := range tree.Nodes() {
+		if !n.Auto() && n.Allows(dce.CLI) {
+			fmt.Fprintf(w, "%s\t%s\n", strings.ReplaceAll(n.Path, "/", " "), n.Name)
+		}
+	}
+	w.Flush()
+	return ExitOK
+}
+
+func (a *app) routes(Args) int {
+	tree, err := node.Load(a.Root, a.projects)
+	if err != nil {
+		return a.fail(ExitUsage, "%v", err)
+	}
+	_, _ = io.WriteString(a.Stdout, RouteTable(tree))
+	return ExitOK
+}
+
+// RouteTable lists every node: path, methods, render, controller, name.
+func RouteTable(tree *node.Tree) string {
+	var buf bytes.Buffer
+	w := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PATH\tMETHODS\tRENDER\tCONTROLLER\tNAME")
+	for _, n := range tree.Nodes() {
+		path := n.Path
+		if n.Omissible {
+			path += " (omissible)"
+		}
+		ctrl := n.Controller
+		if n.Auto() {
+			ctrl = "(auto)"
+		} else if ctrl == "" {
+			ctrl = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", path, strings.Join(n.Methods, ","), n.Render, ctrl, n.Name)
+	}
+	w.Flush()
+	return buf.String()
+}
+
+func (a *app) check(Args) int {
+	cfg, rt, err := a.load()
+	if err != nil {
+		return a.fail(ExitUsage, "%v", err)
+	}
+	if cfg.Websocket.Service != "" {
+		if _, err := dce.NewServer(cfg.Websocket.Service); err != nil {
+			return a.fail(ExitUsage, "websocket.service: %v", err)
+		}
+	}
+	fmt.Fprintf(a.Stdout, "ok: %d projects, %d nodes, configuration valid\n", len(a.projects), len(rt.Tree.Nodes()))
+	return ExitOK
+}
+
+// runNode runs a project's CLI node and prints what it renders.
+func (a *app) runNode(args Args) int {
+	_, rt, err := a.load()
+	if err != nil {
+		return a.fail(ExitUsage, "%v", err)
+	}
+	n, exists := rt.Tree.Find(args.Path, dce.CLI)
+	if n == nil {
+		if exists {
+			return a.fail(ExitUsage, "%s is not a command (its node does not allow cli); run ./dce for the list", strings.ReplaceAll(args.Path, "/", " "))
+		}
+		return a.fail(ExitUsage, "no command %q; run ./dce for the list", strings.ReplaceAll(args.Path, "/", " "))
+	}
+	c := &dce.Context{
+		Node: n, Path: args.Path, Method: dce.CLI,
+		Data: args.Data(), Args: args.Options,
+		Logger: slog.New(slog.NewTextHandler(a.Stderr, nil)),
+	}
+	out := a.Stdout
+	c.ReplyFunc = func(_ string, data any) error {
+		b, err := json.MarshalIndent(data, "", "  ")
+		if s, ok := data.(string); ok {
+			b = []byte(s)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	}
+	if err := rt.Call(c); err != nil {
+		fmt.Fprintln(a.Stderr, "dce:", err)
+	}
+	if !c.Replied() {
+		if err := rt.Renderer.Render(out, c, true); err != nil {
+			return a.fail(ExitFailed, "render %s: %v", n.Render, err)
+		}
+	}
+	if st := c.Result(); st.Status != nil && !*st.Status {
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// control sends stop, reload or status to the running server.
+func (a *app) control(cmd string) int {
+	pid := a.pid()
+	out, err := server.Control(a.runtimeDir(), cmd)
+	if errors.Is(err, server.ErrNotRunning) {
+		return a.fail(ExitFailed, "no server is running (nothing answers on runtime/%s)", server.SocketFile)
+	}
+	if err != nil {
+		return a.fail(ExitFailed, "%s: %v", cmd, err)
+	}
+	if cmd == "stop" && pid > 0 {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		out = "stopped\n"
+	}
+	fmt.Fprint(a.Stdout, out)
+	return ExitOK
+}
+
+func (a *app) pid() int {
+	b, err := os.ReadFile(filepath.Join(a.runtimeDir(), server.PIDFile))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// start runs the server in the foreground until it is stopped.
+func (a *app) start(Args) int {
+	cfg, rt, err := a.load()
+	if err != nil {
+		return a.fail(ExitUsage, "%v", err)
+	}
+	level := new(slog.LevelVar)
+	level.Set(levelOf(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(a.Stderr, opts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(a.Stderr, opts)
+	}
+	log := slog.New(h)
+	s, err := server.New(server.Options{
+		Root: a.Root, Config: cfg, Router: rt, Logger: log, LogLevel: level,
+		Reload: a.load,
+	})
+	if err != nil {
+		return a.fail(ExitUsage, "%v", err)
+	}
+	if err := s.ListenControl(a.runtimeDir()); err != nil {
+		if errors.Is(err, server.ErrRunning) {
+			return a.fail(ExitFailed, "a server is already running (pid %d); stop it with ./dce websocket stop", a.pid())
+		}
+		return a.fail(ExitFailed, "control socket: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		_ = s.Shutdown(context.Background())
+		return a.fail(ExitFailed, "%v", err)
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-s.Done():
+			return ExitOK
+		case v := <-sig:
+			switch v {
+			case syscall.SIGHUP:
+				if _, err := s.Reload(); err != nil {
+					log.Error("reload failed, the old nodes stay in force", "err", err.Error())
+				}
+			default:
+				log.Info("signal received, stopping", "signal", v.String())
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), cfg.Websocket.ShutdownTimeout)
+					defer cancel()
+					_ = s.Shutdown(ctx)
+				}()
+			}
+		}
+	}
+}
+
+func levelOf(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}

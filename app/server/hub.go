@@ -1,0 +1,227 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dce/app/config"
+	"dce/app/dce"
+)
+
+var errClosed = errors.New("connection closed")
+
+// Hub is the set of live connections. It implements dce.Hub.
+//
+// Lock order: Hub.mu before conn.mu. Broadcasts hold Hub.mu for reading only,
+// so they run side by side; each enqueue takes one connection's lock briefly.
+type Hub struct {
+	mu       sync.RWMutex
+	conns    map[uint64]*conn
+	nextFD   atomic.Uint64
+	sessions dce.Sessions
+	log      *slog.Logger
+	lim      atomic.Pointer[config.Websocket]
+	now      atomic.Int64 // coarse clock, unix seconds, ticked by keepalive
+	stats    stats
+}
+
+type stats struct {
+	accepted, closed, requests, pushes, slow, refused atomic.Uint64
+}
+
+var _ dce.Hub = (*Hub)(nil)
+
+func newHub(lim config.Websocket, sessions dce.Sessions, log *slog.Logger) *Hub {
+	h := &Hub{conns: map[uint64]*conn{}, sessions: sessions, log: log}
+	h.lim.Store(&lim)
+	h.now.Store(time.Now().Unix())
+	return h
+}
+
+func (h *Hub) limits() *config.Websocket { return h.lim.Load() }
+
+// add registers a new connection and gives it its number and session.
+func (h *Hub) add(c *conn) {
+	c.fd = h.nextFD.Add(1)
+	c.sid = newSessionID()
+	c.hub = h
+	c.lastSeen.Store(h.now.Load())
+	c.limit = newLimiter(h.limits())
+	h.mu.Lock()
+	h.conns[c.fd] = c
+	h.mu.Unlock()
+	h.sessions.Open(c.fd, c.sid)
+	h.stats.accepted.Add(1)
+}
+
+// remove unregisters a connection; it gets no more pushes.
+func (h *Hub) remove(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c.fd)
+	h.mu.Unlock()
+	h.stats.closed.Add(1)
+}
+
+// count returns the number of live connections.
+func (h *Hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.conns)
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Push implements dce.Hub.
+func (h *Hub) Push(fd uint64, path string, data any) error {
+	m, err := dce.NewMessage(path, data, dce.Queue)
+	if err != nil {
+		return err
+	}
+	if h.Send([]uint64{fd}, m) == 0 {
+		return errClosed
+	}
+	return nil
+}
+
+// Send implements dce.Hub.
+func (h *Hub) Send(fds []uint64, m *dce.Message) int {
+	n := 0
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, fd := range fds {
+		if c, ok := h.conns[fd]; ok && c.enqueue(outgoing{m: m}) {
+			n++
+		}
+	}
+	return n
+}
+
+// SendAll implements dce.Hub.
+func (h *Hub) SendAll(m *dce.Message) int {
+	n := 0
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		if c.enqueue(outgoing{m: m}) {
+			n++
+		}
+	}
+	return n
+}
+
+// Conn implements dce.Hub.
+func (h *Hub) Conn(fd uint64) (dce.Conn, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c, ok := h.conns[fd]
+	if !ok {
+		return nil, false
+	}
+	return c, true
+}
+
+// Conns implements dce.Hub.
+func (h *Hub) Conns() []dce.Conn {
+	h.mu.RLock()
+	out := make([]dce.Conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c)
+	}
+	h.mu.RUnlock()
+	slices.SortFunc(out, func(a, b dce.Conn) int { return int(a.FD()) - int(b.FD()) })
+	return out
+}
+
+// Sessions implements dce.Hub.
+func (h *Hub) Sessions() dce.Sessions { return h.sessions }
+
+// Logger implements dce.Hub.
+func (h *Hub) Logger() *slog.Logger { return h.log }
+
+// snapshot copies the live connections, for shutdown and keepalive.
+func (h *Hub) snapshot() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// keepalive ticks the coarse clock every second and, every ping interval,
+// pings each WebSocket and drops those silent for longer than the pong
+// timeout. It returns when stop is closed.
+func (h *Hub) keepalive(stop <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastPing := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			h.now.Store(now.Unix())
+			lim := h.limits()
+			if now.Sub(lastPing) < lim.PingInterval {
+				continue
+			}
+			lastPing = now
+			deadline := now.Add(-lim.PongTimeout).Unix()
+			for _, c := range h.snapshot() {
+				if c.transport != dce.WebSocket {
+					continue
+				}
+				if c.lastSeen.Load() < deadline {
+					c.drop("keepalive: no pong within " + lim.PongTimeout.String())
+					continue
+				}
+				c.enqueue(outgoing{kind: framePing})
+			}
+		}
+	}
+}
+
+// touch records that the peer is alive.
+func (c *conn) touch() { c.lastSeen.Store(c.hub.now.Load()) }
+
+// limiter is a token bucket of messages per connection; only the
+// connection's reader uses it.
+type limiter struct {
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+	strikes     int // messages refused in a row
+}
+
+func newLimiter(lim *config.Websocket) limiter {
+	return limiter{rate: lim.RateLimit, burst: float64(lim.RateBurst), tokens: float64(lim.RateBurst)}
+}
+
+// allow takes a token; it reports false when the client is over the rate.
+func (l *limiter) allow(now time.Time) bool {
+	if l.rate <= 0 {
+		return true
+	}
+	if !l.last.IsZero() {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		l.strikes = 0
+		return true
+	}
+	l.strikes++
+	return false
+}

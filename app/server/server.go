@@ -1,0 +1,314 @@
+// Package server runs the WebSocket server of `./dce websocket start`: HTTP
+// and WebSocket on the main port and every extra port, TCP (one message per
+// line) and UDP (one per datagram) listeners, all routed through the same
+// node tree and controllers; the optional server-to-server API; and the
+// control socket behind `websocket stop|reload|status`.
+//
+//	s, err := server.New(server.Options{Root: root, Config: cfg, Router: rt, Logger: log})
+//	if err := s.Start(); err != nil { ... }
+//	defer s.Shutdown(context.Background())
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"dce/app/config"
+	"dce/app/dce"
+	"dce/app/router"
+	"dce/app/session"
+)
+
+// Options configure a Server.
+type Options struct {
+	Root     string         // application root: www/ is served from below it
+	Config   *config.Config // validated configuration
+	Router   *router.Router // nodes and controllers
+	Logger   *slog.Logger   // nil discards
+	Sessions dce.Sessions   // nil keeps sessions in memory
+	LogLevel *slog.LevelVar // when set, reload applies log.level to it
+	Reload   func() (*config.Config, *router.Router, error)
+}
+
+// Server is one running WebSocket server.
+type Server struct {
+	root     string
+	log      *slog.Logger
+	cfg      atomic.Pointer[config.Config]
+	router   atomic.Pointer[router.Router]
+	hub      *Hub
+	hooks    any
+	codec    dce.Codec
+	text     bool
+	upgrader websocket.Upgrader
+	levelVar *slog.LevelVar
+	reloadFn func() (*config.Config, *router.Router, error)
+
+	started  time.Time
+	https    []*http.Server
+	httpAddr []string
+	sockAddr []string
+	tcpLns   []net.Listener
+	udpConns []*net.UDPConn
+	api      *http.Server
+	apiAddr  string
+
+	mu       sync.Mutex // guards stopping and wg.Add
+	stopping bool
+	wg       sync.WaitGroup // connection readers and listener loops
+	stop     chan struct{}  // closed by Shutdown: background loops end
+	done     chan struct{}  // closed when Shutdown has finished
+	once     sync.Once
+}
+
+// New prepares a server: it constructs the configured custom server, but
+// opens nothing.
+func New(o Options) (*Server, error) {
+	if o.Config == nil || o.Router == nil {
+		return nil, errors.New("server.New: Config and Router are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Sessions == nil {
+		o.Sessions = session.NewMemory()
+	}
+	s := &Server{
+		root:     o.Root,
+		log:      o.Logger,
+		levelVar: o.LogLevel,
+		reloadFn: o.Reload,
+		codec:    dce.TextCodec{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	s.cfg.Store(o.Config)
+	s.router.Store(o.Router)
+	s.hub = newHub(o.Config.Websocket, o.Sessions, o.Logger)
+	if name := o.Config.Websocket.Service; name != "" {
+		h, err := dce.NewServer(name)
+		if err != nil {
+			return nil, fmt.Errorf("websocket.service: %w", err)
+		}
+		s.hooks = h
+		if cp, ok := h.(dce.CodecProvider); ok {
+			s.codec = cp.Codec()
+		}
+	}
+	_, s.text = s.codec.(dce.TextCodec)
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   512,
+		WriteBufferPool:  &sync.Pool{}, // gorilla writes only control frames: hold no buffer
+		CheckOrigin:      s.checkOrigin,
+	}
+	return s, nil
+}
+
+// Hub returns the connection hub.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Config returns the configuration in force.
+func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// HTTPAddrs returns the bound WebSocket/HTTP addresses, main port first.
+func (s *Server) HTTPAddrs() []string { return s.httpAddr }
+
+// SockAddrs returns the bound TCP and UDP addresses, in config order, as
+// "tcp://host:port" and "udp://host:port".
+func (s *Server) SockAddrs() []string { return s.sockAddr }
+
+// APIAddr returns the bound server-to-server API address, or "".
+func (s *Server) APIAddr() string { return s.apiAddr }
+
+// Done is closed when the server has shut down.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Start runs the before-start hook, opens every listener and serves in the
+// background. When a listener fails, those already open are closed.
+func (s *Server) Start() (err error) {
+	cfg := s.cfg.Load().Websocket
+	if h, ok := s.hooks.(dce.BeforeStarter); ok {
+		if err := h.BeforeStart(s.hub); err != nil {
+			return fmt.Errorf("before start: %w", err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+		}
+	}()
+	for _, a := range cfg.Addrs() {
+		ln, err := net.Listen("tcp", net.JoinHostPort(a.Host, strconv.Itoa(a.Port)))
+		if err != nil {
+			return fmt.Errorf("websocket listener: %w", err)
+		}
+		hs := &http.Server{
+			Handler:           s.httpHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		s.https = append(s.https, hs)
+		s.httpAddr = append(s.httpAddr, ln.Addr().String())
+		s.goTracked(func() { _ = hs.Serve(ln) })
+	}
+	for _, a := range cfg.EnableTCPPorts {
+		addr := net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
+		if a.SockType == "udp" {
+			ua, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return fmt.Errorf("udp listener: %w", err)
+			}
+			pc, err := net.ListenUDP("udp", ua)
+			if err != nil {
+				return fmt.Errorf("udp listener: %w", err)
+			}
+			s.udpConns = append(s.udpConns, pc)
+			s.sockAddr = append(s.sockAddr, "udp://"+pc.LocalAddr().String())
+			s.goTracked(func() { s.serveUDP(pc) })
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("tcp listener: %w", err)
+		}
+		s.tcpLns = append(s.tcpLns, ln)
+		s.sockAddr = append(s.sockAddr, "tcp://"+ln.Addr().String())
+		s.goTracked(func() { s.acceptTCP(ln) })
+	}
+	if cfg.APIPort != 0 {
+		if err := s.startAPI(cfg); err != nil {
+			return err
+		}
+	}
+	s.started = time.Now()
+	s.goTracked(func() { s.hub.keepalive(s.stop) })
+	s.log.Info("Websocket server started with: " + strings.Join(s.httpAddr, ", ") + ".")
+	for _, a := range s.sockAddr {
+		kind, addr, _ := strings.Cut(a, "://")
+		s.log.Info(strings.ToUpper(kind) + " server started with: " + addr + ".")
+	}
+	if s.apiAddr != "" {
+		s.log.Info("API server started with: " + s.apiAddr + ".")
+	}
+	if !cfg.EnableHTTP {
+		s.log.Info("HTTP pages are off (websocket.enable_http: false): the ports answer WebSocket upgrades only")
+	}
+	return nil
+}
+
+// goTracked runs f in a goroutine that Shutdown waits for; it reports false
+// (and does not run f) once shutdown has begun.
+func (s *Server) goTracked(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (s *Server) closeListeners() {
+	for _, hs := range s.https {
+		_ = hs.Close()
+	}
+	for _, ln := range s.tcpLns {
+		_ = ln.Close()
+	}
+	for _, pc := range s.udpConns {
+		_ = pc.Close()
+	}
+	if s.api != nil {
+		_ = s.api.Close()
+	}
+}
+
+// Shutdown stops gracefully: it stops accepting, sends what is queued,
+// closes every WebSocket with 1001 (going away) and every TCP connection,
+// and waits for them until ctx ends; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.stopping = true
+		s.mu.Unlock()
+		close(s.stop)
+		s.closeListeners()
+		for _, c := range s.hub.snapshot() {
+			c.closeAfterQueue(websocket.CloseGoingAway, "server shutting down")
+		}
+		waited := make(chan struct{})
+		go func() { s.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			err = ctx.Err()
+			for _, c := range s.hub.snapshot() {
+				c.drop("shutdown timeout")
+			}
+			<-waited
+		}
+		s.log.Info("Websocket server stopped")
+		close(s.done)
+	})
+	return err
+}
+
+// Reload re-reads nodes, templates and the reloadable configuration (log
+// level and access log, limits, allowed origins) without dropping a
+// connection. Listener changes need a restart and are reported.
+func (s *Server) Reload() (string, error) {
+	if s.reloadFn == nil {
+		return "", errors.New("this server cannot reload")
+	}
+	cfg, rt, err := s.reloadFn()
+	if err != nil {
+		return "", err
+	}
+	old := s.cfg.Load()
+	s.router.Store(rt)
+	s.cfg.Store(cfg)
+	lim := cfg.Websocket
+	s.hub.lim.Store(&lim)
+	if s.levelVar != nil {
+		s.levelVar.Set(parseLevel(cfg.Log.Level))
+	}
+	msg := fmt.Sprintf("reloaded %d nodes", len(rt.Tree.Nodes()))
+	if !sameListeners(old.Websocket, cfg.Websocket) {
+		msg += "; listener changes (host, ports, service, api) take effect after a restart"
+	}
+	s.log.Info(msg)
+	return msg, nil
+}
+
+func sameListeners(a, b config.Websocket) bool {
+	return fmt.Sprint(a.Addrs(), a.EnableTCPPorts, a.Service, a.APIHost, a.APIPort, a.APIPassword) ==
+		fmt.Sprint(b.Addrs(), b.EnableTCPPorts, b.Service, b.APIHost, b.APIPort, b.APIPassword)
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}
+
+// access reports whether access logging is on.
+func (s *Server) access() bool { return s.cfg.Load().Log.Access }

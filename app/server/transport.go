@@ -1,0 +1,356 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"dce/app/dce"
+)
+
+// lockedConn serializes writes: gorilla writes control frames (pong, close
+// 1009) through Write while the connection's writer sends batches.
+type lockedConn struct {
+	net.Conn
+	mu sync.Mutex
+}
+
+func (l *lockedConn) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Conn.Write(p)
+}
+
+// hijacker hands gorilla a lockedConn instead of the raw connection.
+type hijacker struct {
+	http.ResponseWriter
+	conn *lockedConn
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection cannot be hijacked")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &lockedConn{Conn: nc}
+	return h.conn, brw, nil
+}
+
+// checkOrigin allows requests without Origin (non-browser clients), from
+// the same host, or from websocket.allowed_origins ("*" allows every one).
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.cfg.Load().Websocket.AllowedOrigins {
+		if a == "*" || strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
+			return true
+		}
+	}
+	s.log.Warn("websocket origin refused", "origin", origin, "host", r.Host, "remote", r.RemoteAddr)
+	return false
+}
+
+// full reports whether the connection limit is reached.
+func (s *Server) full() bool {
+	if s.hub.count() >= s.hub.limits().MaxConnections {
+		s.hub.stats.refused.Add(1)
+		return true
+	}
+	return false
+}
+
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if s.full() {
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
+	if err != nil {
+		return // the upgrader answered with the HTTP error
+	}
+	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, nc: hj.conn.Conn, lock: &hj.conn.mu, codec: s.codec, text: s.text}
+	s.hub.add(c)
+	if !s.goTracked(func() { s.readWebSocket(c, ws, r) }) {
+		s.closed(c, "server shutting down")
+	}
+}
+
+var readPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readWebSocket is the connection's reader goroutine.
+func (s *Server) readWebSocket(c *conn, ws *websocket.Conn, r *http.Request) {
+	why := "closed by client"
+	defer func() { s.closed(c, why) }()
+	if s.access() {
+		s.log.Info("connect", "transport", c.transport, "fd", c.fd, "remote", c.remote)
+	}
+	if h, ok := s.hooks.(dce.OnOpener); ok {
+		if err := h.OnOpen(c, r); err != nil {
+			why = "refused on open: " + err.Error()
+			c.closeAfterQueue(websocket.ClosePolicyViolation, err.Error())
+		}
+	}
+	lim := s.hub.limits()
+	ws.SetReadLimit(int64(lim.MaxFrameBytes))
+	ws.SetPongHandler(func(string) error { c.touch(); return nil })
+	ping := ws.PingHandler()
+	ws.SetPingHandler(func(d string) error { c.touch(); return ping(d) })
+	for {
+		mt, rd, err := ws.NextReader()
+		if err != nil {
+			why = readError(err)
+			return
+		}
+		bp := readPool.Get().(*[]byte)
+		buf, err := readAll((*bp)[:0], rd)
+		if err != nil {
+			why = readError(err)
+			return
+		}
+		c.touch()
+		if c.isClosing() {
+			s.putRead(bp, buf)
+			continue // wait for the peer's close frame
+		}
+		if mt == websocket.TextMessage && !utf8.Valid(buf) {
+			c.closeAfterQueue(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in a text frame")
+			s.putRead(bp, buf)
+			continue
+		}
+		s.dispatch(c, c, dce.WebSocket, buf, mt == websocket.BinaryMessage, &c.limit, func() {
+			c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded")
+		})
+		s.putRead(bp, buf)
+	}
+}
+
+func (s *Server) putRead(bp *[]byte, buf []byte) {
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		readPool.Put(bp)
+	}
+}
+
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+func readError(err error) string {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		return "closed by client (" + strconv.Itoa(ce.Code) + ")"
+	case errors.Is(err, websocket.ErrReadLimit):
+		return "frame too large (closed with 1009)"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	}
+	return err.Error()
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+func (s *Server) acceptTCP(ln net.Listener) {
+	backoff := 5 * time.Millisecond
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("tcp accept", "err", err) // out of file descriptors: wait
+			time.Sleep(backoff)
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if s.full() {
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = nc.Write(append(failBody(503, "too many connections"), '\n'))
+			_ = nc.Close()
+			continue
+		}
+		c := &conn{transport: dce.TCP, remote: nc.RemoteAddr().String(), nc: nc, codec: s.codec, text: s.text}
+		s.hub.add(c)
+		if !s.goTracked(func() { s.readTCP(c) }) {
+			s.closed(c, "server shutting down")
+		}
+	}
+}
+
+// readTCP is a TCP connection's reader goroutine: one message per line.
+func (s *Server) readTCP(c *conn) {
+	why := "closed by client"
+	defer func() { s.closed(c, why) }()
+	if s.access() {
+		s.log.Info("connect", "transport", c.transport, "fd", c.fd, "remote", c.remote)
+	}
+	if h, ok := s.hooks.(dce.OnConnecter); ok {
+		if err := h.OnConnect(c); err != nil {
+			why = "refused on connect: " + err.Error()
+			c.closeAfterQueue(0, err.Error())
+		}
+	}
+	max := s.hub.limits().MaxFrameBytes
+	br := bufio.NewReaderSize(c.nc, 1024)
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > max+2 { // room for \r\n
+				tooLong, line = true, line[:0]
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && (len(line) == 0 || tooLong) {
+			why = tcpReadError(err)
+			return
+		}
+		c.touch()
+		switch {
+		case c.isClosing():
+		case tooLong:
+			c.reply("", 0, false, failBody(413, "line longer than "+strconv.Itoa(max)+" bytes: dropped"))
+		default:
+			msg := trimEOL(line)
+			if len(msg) > 0 { // blank lines are ignored
+				if !utf8.Valid(msg) {
+					c.reply("", 0, false, failBody(400, "invalid UTF-8"))
+				} else {
+					s.dispatch(c, c, dce.TCP, msg, false, &c.limit, func() { c.closeAfterQueue(0, "rate limit exceeded") })
+				}
+			}
+		}
+		tooLong, line = false, line[:0]
+		if err != nil { // a last line without newline
+			why = tcpReadError(err)
+			return
+		}
+	}
+}
+
+func tcpReadError(err error) string {
+	if errors.Is(err, io.EOF) {
+		return "closed by client"
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return "closed"
+	}
+	return err.Error()
+}
+
+func trimEOL(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+	}
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		b = b[:n-1]
+	}
+	return b
+}
+
+// udpPeer is the sender of one datagram: replies go back to it; it gets
+// no pushes.
+type udpPeer struct {
+	s    *Server
+	pc   *net.UDPConn
+	addr *net.UDPAddr
+}
+
+var _ dce.Conn = (*udpPeer)(nil)
+
+func (p *udpPeer) FD() uint64         { return 0 }
+func (p *udpPeer) SessionID() string  { return "" }
+func (p *udpPeer) Transport() string  { return dce.UDP }
+func (p *udpPeer) RemoteAddr() string { return p.addr.String() }
+func (p *udpPeer) Close(string)       {}
+func (p *udpPeer) Push(path string, data any) error {
+	m, err := dce.NewMessage(path, data, dce.Queue)
+	if err != nil {
+		return err
+	}
+	return p.Send(m)
+}
+func (p *udpPeer) Send(m *dce.Message) error {
+	if m.Bare {
+		return p.write(m.Body)
+	}
+	return p.write(p.s.codec.Append(nil, m.Path, 0, false, m.Body))
+}
+func (p *udpPeer) write(b []byte) error {
+	_, err := p.pc.WriteToUDP(b, p.addr)
+	if err != nil {
+		p.s.log.Debug("udp reply failed", "to", p.addr.String(), "err", err)
+	}
+	return err
+}
+
+// serveUDP reads datagrams until the socket closes: one message each.
+func (s *Server) serveUDP(pc *net.UDPConn) {
+	max := s.hub.limits().MaxFrameBytes
+	buf := make([]byte, max+1)
+	for {
+		n, addr, err := pc.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		p := &udpPeer{s: s, pc: pc, addr: addr}
+		if n > max {
+			p.reply("", 0, false, failBody(413, "datagram longer than "+strconv.Itoa(max)+" bytes"))
+			continue
+		}
+		if !utf8.Valid(buf[:n]) {
+			p.reply("", 0, false, failBody(400, "invalid UTF-8"))
+			continue
+		}
+		s.dispatch(p, p, dce.UDP, buf[:n], false, nil, nil)
+	}
+}
