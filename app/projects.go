@@ -2,5 +2,11 @@
 
 package main
 
+import (
+	_ "dce/project/sample/bench"
+	_ "dce/project/sample/controller"
+	_ "dce/project/sample/service"
+)
+
 // compiled lists the project folders whose Go code is imported above.
-var compiled = []string{}
+var compiled = []string{"sample"}

@@ -291,6 +291,9 @@ func (a *app) runNode(args Args) int {
 		}
 	}
 	if st := c.Result(); st.Status != nil && !*st.Status {
+		if n.Render != node.RenderJSON {
+			fmt.Fprintf(a.Stderr, "dce: %s (%d)\n", st.Message, st.Code)
+		}
 		return ExitFailed
 	}
 	return ExitOK

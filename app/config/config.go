@@ -31,6 +31,7 @@ import (
 
 // Config is the engine's own configuration.
 type Config struct {
+	Root      string    `mapstructure:"-"` // application root it was loaded from
 	Log       Log       `mapstructure:"log"`
 	Websocket Websocket `mapstructure:"websocket"`
 }

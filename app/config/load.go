@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/viper"
@@ -88,10 +89,11 @@ func Load(src Source) (*Config, error) {
 	sort.Strings(keys)
 	for _, key := range keys {
 		rv := reflect.New(reflect.TypeOf(l.schema[key].ptr).Elem()).Elem()
-		l.decode(key, l.v.Get(key), rv)
+		rv.Set(reflect.ValueOf(l.schema[key].ptr).Elem()) // start from the defaults
+		l.decodeKey(key, rv)
 		out[key] = rv
 	}
-	cfg := &Config{}
+	cfg := &Config{Root: src.Root}
 	if len(l.problems) == 0 {
 		cfg.Log = out["log"].Interface().(Log)
 		cfg.Websocket = out["websocket"].Interface().(Websocket)
@@ -105,7 +107,20 @@ func Load(src Source) (*Config, error) {
 		reflect.ValueOf(s.ptr).Elem().Set(out[k])
 	}
 	sectionsMu.Unlock()
+	current.Store(cfg)
 	return cfg, nil
+}
+
+var current atomic.Pointer[Config]
+
+// Current returns the configuration of the last successful Load, or the
+// defaults before any.
+func Current() *Config {
+	if c := current.Load(); c != nil {
+		return c
+	}
+	d := Default()
+	return &d
 }
 
 // defaults keeps a copy of a registered struct's first values: they stay the
@@ -302,6 +317,20 @@ func fieldNames(typ reflect.Type) []string {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// decodeKey decodes a struct field by field through viper, so each leaf
+// sees its own default, file, environment and option values.
+func (l *loader) decodeKey(key string, rv reflect.Value) {
+	if rv.Kind() != reflect.Struct || rv.Type() == durationType {
+		l.decode(key, l.v.Get(key), rv)
+		return
+	}
+	for i := 0; i < rv.NumField(); i++ {
+		if f := rv.Type().Field(i); f.IsExported() {
+			l.decodeKey(key+"."+tag(f), rv.Field(i))
+		}
+	}
+}
+
 // decode converts val into rv strictly: numbers from numbers or numeric
 // strings (the environment and options are strings), booleans from booleans
 // or "true"/"false", durations from strings like "25s".
@@ -314,6 +343,10 @@ func (l *loader) decode(key string, val any, rv reflect.Value) {
 	}
 	switch {
 	case rv.Type() == durationType:
+		if d, ok := val.(time.Duration); ok {
+			rv.SetInt(int64(d))
+			return
+		}
 		s, ok := val.(string)
 		d, err := time.ParseDuration(s)
 		if !ok || err != nil {

@@ -262,7 +262,7 @@ func (s *Server) startAPI(cfg config.Websocket) error {
 	})
 	r.Get("/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Status()) })
 	s.api = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
-	s.apiAddr = ln.Addr().String()
+	s.apiAddr = shown(cfg.APIHost, ln.Addr())
 	s.goTracked(func() { _ = s.api.Serve(ln) })
 	return nil
 }

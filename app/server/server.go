@@ -162,7 +162,7 @@ func (s *Server) Start() (err error) {
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		s.https = append(s.https, hs)
-		s.httpAddr = append(s.httpAddr, ln.Addr().String())
+		s.httpAddr = append(s.httpAddr, shown(a.Host, ln.Addr()))
 		s.goTracked(func() { _ = hs.Serve(ln) })
 	}
 	for _, a := range cfg.EnableTCPPorts {
@@ -177,7 +177,7 @@ func (s *Server) Start() (err error) {
 				return fmt.Errorf("udp listener: %w", err)
 			}
 			s.udpConns = append(s.udpConns, pc)
-			s.sockAddr = append(s.sockAddr, "udp://"+pc.LocalAddr().String())
+			s.sockAddr = append(s.sockAddr, "udp://"+shown(a.Host, pc.LocalAddr()))
 			s.goTracked(func() { s.serveUDP(pc) })
 			continue
 		}
@@ -186,7 +186,7 @@ func (s *Server) Start() (err error) {
 			return fmt.Errorf("tcp listener: %w", err)
 		}
 		s.tcpLns = append(s.tcpLns, ln)
-		s.sockAddr = append(s.sockAddr, "tcp://"+ln.Addr().String())
+		s.sockAddr = append(s.sockAddr, "tcp://"+shown(a.Host, ln.Addr()))
 		s.goTracked(func() { s.acceptTCP(ln) })
 	}
 	if cfg.APIPort != 0 {
@@ -208,6 +208,12 @@ func (s *Server) Start() (err error) {
 		s.log.Info("HTTP pages are off (websocket.enable_http: false): the ports answer WebSocket upgrades only")
 	}
 	return nil
+}
+
+// shown is host:port as configured, with the bound port (port 0 picks one).
+func shown(host string, addr net.Addr) string {
+	_, port, _ := net.SplitHostPort(addr.String())
+	return net.JoinHostPort(host, port)
 }
 
 // goTracked runs f in a goroutine that Shutdown waits for; it reports false

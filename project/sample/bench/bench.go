@@ -1,0 +1,547 @@
+// Package bench is the chat's load tool (./dce websocket bench): N clients
+// connect and log in over WebSocket, S of them send messages, and every
+// receiver measures the latency of each delivery from the send timestamp the
+// message carries. It speaks the sample's protocol, like a browser would.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Options of one run.
+type Options struct {
+	URL      string        // ws://127.0.0.1:20461/
+	Clients  int           // connections, all logged in
+	Senders  int           // clients that send; 0 only holds the connections
+	Rate     float64       // messages per second per sender; 0 sends as fast as the server accepts
+	Window   int           // messages in flight per sender when Rate is 0
+	Duration time.Duration // sending (or holding) time
+	Ramp     int           // connections opened at once
+	Mode     string        // "chat" (default) or "rr": request/response round trips
+	Status   func() (ServerStatus, error)
+	Progress io.Writer // one line per second; nil for none
+}
+
+// ServerStatus is the part of `websocket status` the report uses.
+type ServerStatus struct {
+	Connections map[string]int    `json:"connections"`
+	Memory      map[string]uint64 `json:"memory"`
+	CPUSeconds  float64           `json:"cpu_seconds"`
+}
+
+// Result of one run; JSON field names are stable for scripts.
+type Result struct {
+	Mode            string  `json:"mode"`
+	Clients         int     `json:"clients"`
+	Senders         int     `json:"senders"`
+	Rate            float64 `json:"rate"`
+	DurationS       float64 `json:"duration_s"`
+	ConnectS        float64 `json:"connect_s"`
+	Connected       int     `json:"connected"`
+	Dropped         int64   `json:"dropped"`
+	Sent            int64   `json:"sent"`
+	Expected        int64   `json:"expected"`
+	Received        int64   `json:"received"`
+	Lost            int64   `json:"lost"`
+	PerSecond       float64 `json:"per_second"`
+	P50ms           float64 `json:"p50_ms"`
+	P95ms           float64 `json:"p95_ms"`
+	P99ms           float64 `json:"p99_ms"`
+	MaxMs           float64 `json:"max_ms"`
+	ServerRSSPerCon float64 `json:"server_rss_per_conn_kib"`
+	ServerRSSMiB    float64 `json:"server_rss_mib"`
+	ServerCPU       float64 `json:"server_cpu_percent"`
+}
+
+type client struct {
+	id       string
+	ws       *websocket.Conn
+	ready    chan struct{}
+	inFlight chan struct{} // window of a sender in as-fast-as-possible mode
+	sendMu   sync.Mutex
+}
+
+type run struct {
+	o        Options
+	tag      string
+	hist     histogram
+	received atomic.Int64
+	dropped  atomic.Int64
+	counting atomic.Bool
+	start    time.Time
+}
+
+// Run connects, measures and reports. ctx bounds the whole run.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Clients < 1 || o.Senders < 0 || o.Senders > o.Clients || o.Duration <= 0 {
+		return Result{}, errors.New("want clients >= 1, 0 <= senders <= clients, duration > 0")
+	}
+	if o.Window < 1 {
+		o.Window = 16
+	}
+	if o.Ramp < 1 {
+		o.Ramp = 200
+	}
+	raiseFileLimit()
+	r := &run{o: o, tag: strconv.FormatUint(rand.Uint64()%1e9, 36)}
+	res := Result{Mode: o.Mode, Clients: o.Clients, Senders: o.Senders, Rate: o.Rate, DurationS: o.Duration.Seconds()}
+	if res.Mode == "" {
+		res.Mode = "chat"
+	}
+	before, _ := r.status()
+
+	t0 := time.Now()
+	clients, err := r.connect(ctx)
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.ws.Close()
+			}
+		}
+	}()
+	res.ConnectS = time.Since(t0).Seconds()
+	for _, c := range clients {
+		if c != nil {
+			res.Connected++
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	time.Sleep(300 * time.Millisecond) // let the online-list pushes of the joins settle
+	after, okAfter := r.status()
+	if okAfter {
+		res.ServerRSSMiB = float64(after.Memory["rss_bytes"]) / (1 << 20)
+		res.ServerRSSPerCon = float64(after.Memory["rss_bytes"]-before.Memory["rss_bytes"]) / 1024 / float64(res.Connected)
+	}
+
+	r.counting.Store(true)
+	r.start = time.Now()
+	var sent atomic.Int64
+	sendCtx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	if res.Mode == "rr" {
+		for _, c := range clients {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.roundTrips(sendCtx, c, &sent) }()
+		}
+	} else {
+		for i := 0; i < o.Senders; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.send(sendCtx, clients[i], i, &sent) }()
+		}
+	}
+	stopProgress := r.progress(&sent)
+	wg.Wait()
+	sendEnd := time.Now()
+	res.Sent = sent.Load()
+	res.Expected = res.Sent * int64(res.Connected)
+	if res.Mode == "rr" {
+		res.Expected = res.Sent
+	}
+	// Wait for what is still on the way, at most 10 s.
+	for deadline := time.Now().Add(10 * time.Second); r.received.Load() < res.Expected && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(r.start)
+	if r.received.Load() >= res.Expected {
+		elapsed = max(sendEnd.Sub(r.start), r.hist.lastAt().Sub(r.start))
+	}
+	stopProgress()
+	end, okEnd := r.status()
+	res.Received = r.received.Load()
+	res.Lost = max(0, res.Expected-res.Received)
+	res.Dropped = r.dropped.Load()
+	res.PerSecond = float64(res.Received) / elapsed.Seconds()
+	res.P50ms, res.P95ms, res.P99ms, res.MaxMs = r.hist.quantile(0.50), r.hist.quantile(0.95), r.hist.quantile(0.99), r.hist.maxMs()
+	if okAfter && okEnd {
+		res.ServerCPU = 100 * (end.CPUSeconds - after.CPUSeconds) / time.Since(r.start).Seconds()
+	}
+	return res, nil
+}
+
+func (r *run) status() (ServerStatus, bool) {
+	if r.o.Status == nil {
+		return ServerStatus{}, false
+	}
+	st, err := r.o.Status()
+	return st, err == nil
+}
+
+func (r *run) progress(sent *atomic.Int64) (stop func()) {
+	if r.o.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				got := r.received.Load()
+				fmt.Fprintf(r.o.Progress, "%5.0fs  sent %d  received %d  (%d/s)  p99 %.1f ms  dropped %d\n",
+					time.Since(r.start).Seconds(), sent.Load(), got, got-last, r.hist.quantile(0.99), r.dropped.Load())
+				last = got
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// connect opens and logs in every client, o.Ramp at a time.
+func (r *run) connect(ctx context.Context) ([]*client, error) {
+	u, err := url.Parse(r.o.URL)
+	if err != nil {
+		return nil, err
+	}
+	clients := make([]*client, r.o.Clients)
+	sem := make(chan struct{}, r.o.Ramp)
+	var firstErr error
+	var errMu sync.Mutex
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	loopback := isLoopback(u.Hostname())
+	for i := range clients {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := r.dial(ctx, u, i, loopback)
+			if err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("client %d: %w", i, err)
+				}
+				errMu.Unlock()
+				return
+			}
+			clients[i] = c
+			if n := done.Add(1); r.o.Progress != nil && n%1000 == 0 {
+				fmt.Fprintf(r.o.Progress, "connected %d/%d\n", n, r.o.Clients)
+			}
+		}()
+	}
+	wg.Wait()
+	return clients, firstErr
+}
+
+// dial connects one client from its own 127.0.0.x source address (20,000
+// clients per address keep clear of the ephemeral port range) and logs in.
+func (r *run) dial(ctx context.Context, u *url.URL, i int, loopback bool) (*client, error) {
+	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
+	if loopback {
+		local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i/20000))}
+		nd := &net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
+		d.NetDialContext = nd.DialContext
+	}
+	ws, _, err := d.DialContext(ctx, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{id: strconv.FormatInt(int64(i), 36), ws: ws, ready: make(chan struct{}), inFlight: make(chan struct{}, r.o.Window)}
+	go r.read(c)
+	login := fmt.Sprintf(`sample/im/login;{"nickname":"bench-%s-%d","brief":"load test client"}`, r.tag, i)
+	if r.o.Mode == "rr" {
+		login = fmt.Sprintf(`sample/im/login:0;{"nickname":"bench-%s-%d","brief":"load test client"}`, r.tag, i)
+	}
+	if err := c.write(login); err != nil {
+		ws.Close()
+		return nil, err
+	}
+	select {
+	case <-c.ready:
+		return c, nil
+	case <-time.After(60 * time.Second):
+		ws.Close()
+		return nil, errors.New("no history after login within 60s")
+	case <-ctx.Done():
+		ws.Close()
+		return nil, ctx.Err()
+	}
+}
+
+func (c *client) write(s string) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.ws.WriteMessage(websocket.TextMessage, []byte(s))
+}
+
+var marker = []byte(`"message":"b `)
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// read counts deliveries: each message of this run found in a
+// setMessageList frame (frames may carry several), with its latency.
+func (r *run) read(c *client) {
+	ready := false
+	buf := make([]byte, 0, 4096)
+	for {
+		_, rd, err := c.ws.NextReader()
+		if err != nil {
+			if !ready {
+				close(c.ready)
+			}
+			if r.counting.Load() && !websocket.IsCloseError(err, websocket.CloseNormalClosure) && !errors.Is(err, net.ErrClosed) {
+				r.dropped.Add(1)
+			}
+			return
+		}
+		buf = buf[:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			n, err := rd.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err != nil {
+				break
+			}
+		}
+		if r.o.Mode == "rr" {
+			switch {
+			case hasPrefix(buf, "sample/im/login:0;"):
+				if !ready {
+					ready = true
+					close(c.ready)
+				}
+			case hasPrefix(buf, "sample/im/login:"):
+				c.inFlight <- struct{}{}
+			}
+			continue
+		}
+		if !hasPrefix(buf, "setMessageList;") {
+			continue
+		}
+		if !ready { // the first list is the history
+			ready = true
+			close(c.ready)
+			continue
+		}
+		r.count(buf[len("setMessageList;"):], c)
+	}
+}
+
+// count parses `"message":"b TAG SENDER NANOS"` occurrences.
+func (r *run) count(b []byte, c *client) {
+	now := time.Now().UnixNano()
+	for {
+		i := indexOf(b, marker)
+		if i < 0 {
+			return
+		}
+		b = b[i+len(marker):]
+		end := 0
+		for end < len(b) && b[end] != '"' {
+			end++
+		}
+		f := strings.Fields(string(b[:end]))
+		b = b[end:]
+		if len(f) != 3 || f[0] != r.tag {
+			continue
+		}
+		ts, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		r.received.Add(1)
+		r.hist.add(now - ts)
+		if f[1] == c.id {
+			select {
+			case <-c.inFlight:
+			default:
+			}
+		}
+	}
+}
+
+func indexOf(b, sep []byte) int { return bytes.Index(b, sep) }
+
+// send is one sender: at a fixed rate, or as fast as its window allows.
+func (r *run) send(ctx context.Context, c *client, _ int, sent *atomic.Int64) {
+	var tick *time.Ticker
+	if r.o.Rate > 0 {
+		tick = time.NewTicker(time.Duration(float64(time.Second) / r.o.Rate))
+		defer tick.Stop()
+	}
+	id := c.id
+	for {
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case c.inFlight <- struct{}{}:
+			}
+		}
+		msg := `sample/im/send;{"message":"b ` + r.tag + " " + id + " " + strconv.FormatInt(time.Now().UnixNano(), 10) + `"}`
+		if err := c.write(msg); err != nil {
+			return
+		}
+		sent.Add(1)
+	}
+}
+
+// roundTrips keeps one request in flight: login again (idempotent), await
+// its reply, repeat. Latency is the round trip.
+func (r *run) roundTrips(ctx context.Context, c *client, sent *atomic.Int64) {
+	for i := 1; ctx.Err() == nil; i++ {
+		t := time.Now()
+		if err := c.write(`sample/im/login:` + strconv.Itoa(i) + `;{"nickname":"rr"}`); err != nil {
+			return
+		}
+		sent.Add(1)
+		select {
+		case <-c.inFlight:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		r.received.Add(1)
+		r.hist.add(time.Since(t).Nanoseconds())
+	}
+}
+
+// histogram is log-linear: 64 sub-buckets per power of two of nanoseconds,
+// lock-free.
+type histogram struct {
+	b    [64 * 64]atomic.Uint64
+	max  atomic.Int64
+	last atomic.Int64
+}
+
+func (h *histogram) add(ns int64) {
+	if ns < 1 {
+		ns = 1
+	}
+	h.b[bucket(ns)].Add(1)
+	for {
+		m := h.max.Load()
+		if ns <= m || h.max.CompareAndSwap(m, ns) {
+			break
+		}
+	}
+	h.last.Store(time.Now().UnixNano())
+}
+
+func (h *histogram) lastAt() time.Time { return time.Unix(0, h.last.Load()) }
+
+func bucket(ns int64) int {
+	e := 63 - bits.LeadingZeros64(uint64(ns))
+	if e < 6 {
+		return int(ns)
+	}
+	return (e-5)*64 + int((uint64(ns)>>(e-6))&63)
+}
+
+func bucketValue(i int) float64 {
+	if i < 64 {
+		return float64(i)
+	}
+	e := i/64 + 5
+	return float64(uint64(64+i%64) << (e - 6))
+}
+
+func (h *histogram) quantile(q float64) float64 {
+	var total uint64
+	for i := range h.b {
+		total += h.b[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	want := uint64(math.Ceil(q * float64(total)))
+	var acc uint64
+	for i := range h.b {
+		acc += h.b[i].Load()
+		if acc >= want {
+			return bucketValue(i) / 1e6
+		}
+	}
+	return h.maxMs()
+}
+
+func (h *histogram) maxMs() float64 { return float64(h.max.Load()) / 1e6 }
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// Table renders a result for people.
+func (res Result) Table() string {
+	var sb strings.Builder
+	w := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', tabwriter.AlignRight)
+	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\t\n", k, v) }
+	row("mode", res.Mode)
+	row("clients connected", fmt.Sprintf("%d / %d in %.2f s", res.Connected, res.Clients, res.ConnectS))
+	if res.Mode == "chat" {
+		rate := "as fast as possible"
+		if res.Rate > 0 {
+			rate = fmt.Sprintf("%g msg/s each", res.Rate)
+		}
+		row("senders", fmt.Sprintf("%d, %s, %.0f s", res.Senders, rate, res.DurationS))
+	}
+	row("messages sent", strconv.FormatInt(res.Sent, 10))
+	row("deliveries expected", strconv.FormatInt(res.Expected, 10))
+	row("deliveries received", strconv.FormatInt(res.Received, 10))
+	row("lost", strconv.FormatInt(res.Lost, 10))
+	row("connections dropped", strconv.FormatInt(res.Dropped, 10))
+	row("deliveries per second", fmt.Sprintf("%.0f", res.PerSecond))
+	row("latency p50 / p95 / p99", fmt.Sprintf("%.2f / %.2f / %.2f ms", res.P50ms, res.P95ms, res.P99ms))
+	row("latency max", fmt.Sprintf("%.2f ms", res.MaxMs))
+	if res.ServerRSSMiB > 0 {
+		row("server RSS", fmt.Sprintf("%.1f MiB, %.1f KiB per connection", res.ServerRSSMiB, res.ServerRSSPerCon))
+		row("server CPU", fmt.Sprintf("%.0f %% (of one core)", res.ServerCPU))
+	}
+	w.Flush()
+	return sb.String()
+}
+
+// JSON renders a result as one line.
+func (res Result) JSON() string {
+	b, _ := json.Marshal(res)
+	return string(b)
+}

@@ -1,0 +1,84 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"dce/app/config"
+	"dce/app/dce"
+	"dce/app/server"
+	"dce/project/sample/bench"
+)
+
+func init() {
+	dce.Register("sample", "ImBenchController", map[string]dce.Action{"run": runBench})
+}
+
+// runBench: ./dce websocket bench [-clients 1000] [-senders 10] [-rate 20]
+// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr] [-url ws://...] [-json]
+func runBench(c *dce.Context) error {
+	cfg := config.Current()
+	o := bench.Options{
+		URL:      "ws://127.0.0.1:" + strconv.Itoa(cfg.Websocket.Port) + "/",
+		Clients:  1000,
+		Senders:  10,
+		Duration: 20 * time.Second,
+		Progress: os.Stderr,
+		Status: func() (bench.ServerStatus, error) {
+			var st bench.ServerStatus
+			out, err := server.Control(filepath.Join(cfg.Root, "runtime"), "status")
+			if err == nil {
+				err = json.Unmarshal([]byte(out), &st)
+			}
+			return st, err
+		},
+	}
+	var err error
+	ints := map[string]*int{"clients": &o.Clients, "senders": &o.Senders, "window": &o.Window, "ramp": &o.Ramp}
+	for name, p := range ints {
+		if v, ok := c.Arg(name); ok {
+			if *p, err = strconv.Atoi(v); err != nil {
+				return dce.Fail(400, "-%s: want an integer, got %q", name, v)
+			}
+		}
+	}
+	if v, ok := c.Arg("rate"); ok {
+		if o.Rate, err = strconv.ParseFloat(v, 64); err != nil || o.Rate < 0 {
+			return dce.Fail(400, "-rate: want messages per second per sender (0: as fast as possible), got %q", v)
+		}
+	}
+	if v, ok := c.Arg("duration"); ok {
+		if o.Duration, err = time.ParseDuration(v); err != nil {
+			return dce.Fail(400, "-duration: want a duration such as 20s, got %q", v)
+		}
+	}
+	if v, ok := c.Arg("url"); ok {
+		o.URL = v
+	}
+	if v, ok := c.Arg("mode"); ok {
+		if v != "chat" && v != "rr" {
+			return dce.Fail(400, "-mode: want chat or rr, got %q", v)
+		}
+		o.Mode = v
+	}
+	_, asJSON := c.Arg("json")
+	if asJSON {
+		o.Progress = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
+	defer cancel()
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		return dce.Fail(500, "bench: %v", err)
+	}
+	if asJSON {
+		c.SetBody(res.JSON() + "\n")
+	} else {
+		c.SetBody(res.Table())
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+package controller
+
+import (
+	"dce/app/dce"
+	"dce/project/sample/service"
+)
+
+func init() {
+	dce.Register("sample", "ImUiController", map[string]dce.Action{"ui": ui})
+}
+
+// ui renders template/im/ui.html: the chat page. It passes the field limits
+// so the page checks what the server checks.
+func ui(c *dce.Context) error {
+	c.Assign("nickname_max", service.NicknameMax)
+	c.Assign("brief_max", service.BriefMax)
+	c.Assign("message_max", service.MessageMax)
+	return nil
+}
