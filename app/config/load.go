@@ -338,15 +338,15 @@ func (l *loader) decode(key string, val any, rv reflect.Value) {
 	if val == nil {
 		return // an empty YAML value keeps the zero value
 	}
+	if reflect.TypeOf(val) == rv.Type() { // a default, as it was
+		rv.Set(reflect.ValueOf(val))
+		return
+	}
 	want := func(what string) {
 		l.bad(key, fmt.Sprintf("%s, got %s", what, describe(val)))
 	}
 	switch {
 	case rv.Type() == durationType:
-		if d, ok := val.(time.Duration); ok {
-			rv.SetInt(int64(d))
-			return
-		}
 		s, ok := val.(string)
 		d, err := time.ParseDuration(s)
 		if !ok || err != nil {

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"dce/app/dce"
+	"dce/app/node"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func init() {
+	dce.Register("alpha", "AlphaController", map[string]dce.Action{
+		"home": func(c *dce.Context) error { c.Assign("who", "alpha"); return nil },
+		"greet": func(c *dce.Context) error {
+			name, ok := c.Arg("name")
+			if !ok {
+				name = "nobody"
+			}
+			c.Assign("greeting", "hello "+name)
+			return nil
+		},
+		"fail": func(c *dce.Context) error { return dce.Fail(400, "this always fails") },
+	})
+}
+
+func run(t *testing.T, root string, argv ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(argv, Env{Root: root, Stdout: &out, Stderr: &errb, LookupEnv: func(string) (string, bool) { return "", false }})
+	return code, out.String(), errb.String()
+}
+
+func TestMain(t *testing.T) {
+	root := filepath.Join("testdata", "root")
+	tests := []struct {
+		argv     []string
+		code     int
+		stdout   []string
+		stderr   string
+		noStdout bool
+	}{
+		{nil, 0, []string{dce.Product + " " + dce.Version, "websocket start", "routes", "alpha greet", "Greet someone", "beta info", "Beta facts from config"}, "", false},
+		{[]string{"greet", "-name", "Ada"}, 0, []string{`"greeting": "hello Ada"`}, "", false}, // alpha is omissible
+		{[]string{"alpha", "greet"}, 0, []string{`"greeting": "hello nobody"`}, "", false},
+		{[]string{"beta", "info"}, 0, []string{`"answer": 42`}, "", false}, // a project with no Go code
+		{[]string{"alpha"}, 0, []string{"home of alpha"}, "", false},       // a template
+		{[]string{"fail"}, 1, []string{`"code": 400`, `"message": "this always fails"`}, "", false},
+		{[]string{"no", "such", "thing"}, 2, nil, `no command "no such thing"`, true},
+		{[]string{"alpha", "chat", "say"}, 2, nil, "is not a command", true},
+		{[]string{"x", "-k", "v", "stray"}, 2, nil, "unexpected word", true},
+		{[]string{"websocket", "status"}, 1, nil, "no server is running", true},
+		{[]string{"websocket", "stop"}, 1, nil, "no server is running", true},
+		{[]string{"check"}, 0, []string{"ok: 2 projects"}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.argv, " "), func(t *testing.T) {
+			code, out, errs := run(t, root, tt.argv...)
+			if code != tt.code {
+				t.Errorf("exit %d; want %d (stdout %q, stderr %q)", code, tt.code, out, errs)
+			}
+			for _, w := range tt.stdout {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout %q lacks %q", out, w)
+				}
+			}
+			if tt.stderr != "" && !strings.Contains(errs, tt.stderr) {
+				t.Errorf("stderr %q lacks %q", errs, tt.stderr)
+			}
+			if tt.noStdout && out != "" {
+				t.Errorf("stdout %q; want nothing", out)
+			}
+		})
+	}
+}
+
+// TestRoutesGolden keeps the route table of the test projects in a golden
+// file; go test ./app/cli -update rewrites it.
+func TestRoutesGolden(t *testing.T) {
+	code, out, errs := run(t, filepath.Join("testdata", "root"), "routes")
+	if code != 0 {
+		t.Fatalf("routes: exit %d: %s", code, errs)
+	}
+	golden := filepath.Join("testdata", "routes.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./app/cli -update)", err)
+	}
+	if out != string(want) {
+		t.Errorf("route table changed:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// writeRoot copies the test root and adds files.
+func writeRoot(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "root"))); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestStartupErrorsExit2(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		argv  []string
+		want  []string
+	}{
+		{"unresolved controllers are all listed with their files", map[string]string{
+			"project/gamma/config/nodes.yaml": "- path: a\n  controller: Missing->x\n- path: b\n  controller: AlphaController->home\n",
+		}, []string{"websocket", "start"}, []string{
+			"project/gamma/config/nodes.yaml:1: node gamma/a: controller Missing is not registered by project gamma",
+			"project/gamma/config/nodes.yaml:3: node gamma/b: controller AlphaController is not registered by project gamma",
+		}},
+		{"invalid configuration", map[string]string{"common/config/websocket.yaml": "websocket: {port: 70000}\n"},
+			[]string{"websocket", "start"}, []string{"common/config/websocket.yaml: websocket.port: a port between 1 and 65535"}},
+		{"unknown service", map[string]string{"common/config/websocket.yaml": "websocket: {service: NoSuchServer, port: 0}\n"},
+			[]string{"check"}, []string{`no server registered as "NoSuchServer"`}},
+		{"missing template", map[string]string{"project/gamma/config/nodes.yaml": "- path: a\n  render: nope.html\n"},
+			[]string{"check"}, []string{"template nope.html not found in project/gamma/template/"}},
+		{"invalid option", nil, []string{"check", "-port", "x"}, []string{`option -port: websocket.port: an integer, got "x"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errs := run(t, writeRoot(t, tt.files), tt.argv...)
+			if code != ExitUsage {
+				t.Errorf("exit %d; want %d", code, ExitUsage)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr\n%s\nlacks %q", errs, w)
+				}
+			}
+		})
+	}
+}
+
+// TestAddProjectByFolder: a new folder with only config/nodes.yaml and a
+// template is live on the next run, with no other file touched.
+func TestAddProjectByFolder(t *testing.T) {
+	root := writeRoot(t, map[string]string{
+		"project/newbie/config/nodes.yaml": "- path: hi\n  name: Say hi\n  methods: [cli, get]\n  render: hi.txt\n  extra: {who: newbie}\n",
+		"project/newbie/template/hi.txt":   "hi from {{.Extra.who}}\n",
+	})
+	code, out, errs := run(t, root)
+	if code != 0 || !strings.Contains(out, "newbie hi") || !strings.Contains(out, "Say hi") {
+		t.Fatalf("listing (exit %d) lacks the new project's command:\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, root, "newbie", "hi")
+	if code != 0 || out != "hi from newbie\n" {
+		t.Errorf("newbie hi: exit %d, %q %q; want \"hi from newbie\"", code, out, errs)
+	}
+}
+
+func TestRouteTableListsEveryNode(t *testing.T) {
+	tr, err := node.Load(filepath.Join("testdata", "root"), []string{"alpha", "beta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := RouteTable(tr)
+	for _, n := range tr.Nodes() {
+		if !strings.Contains(table, n.Path) {
+			t.Errorf("route table lacks %s", n.Path)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testSection is a project section registered once for these tests.
+var testSection = struct {
+	Limit int            `mapstructure:"limit"`
+	Names []string       `mapstructure:"names"`
+	Free  map[string]any `mapstructure:"free"`
+}{Limit: 10, Names: []string{"a"}}
+
+func init() { Register("proj", "testsec", &testSection) }
+
+// root writes files (path → content) into a new application root.
+func root(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoadOrderAndMerge(t *testing.T) {
+	dir := root(t, map[string]string{
+		"common/config/config.yaml":       "log: {level: debug}\nwebsocket:\n  port: 1000\n  host: 127.0.0.1\n  allowed_origins: [a, b]\n  extra_ports: [{host: 127.0.0.1, port: 2000}]\n",
+		"common/config/websocket.yaml":    "websocket:\n  port: 1001\n  allowed_origins: [c]\n",
+		"project/proj/config/config.yaml": "testsec:\n  limit: 5\n  free: {x: 1}\n",
+	})
+	tests := []struct {
+		name  string
+		env   map[string]string
+		opts  map[string]string
+		check func(t *testing.T, c *Config)
+	}{
+		{"files: later wins, maps merge, lists replace", nil, nil, func(t *testing.T, c *Config) {
+			if c.Websocket.Port != 1001 || c.Websocket.Host != "127.0.0.1" {
+				t.Errorf("port, host = %d, %s; want 1001 (websocket.yaml), 127.0.0.1 (config.yaml)", c.Websocket.Port, c.Websocket.Host)
+			}
+			if strings.Join(c.Websocket.AllowedOrigins, ",") != "c" {
+				t.Errorf("allowed_origins = %v; want [c]: a list replaces the one below", c.Websocket.AllowedOrigins)
+			}
+			if len(c.Websocket.ExtraPorts) != 1 || c.Websocket.ExtraPorts[0].Port != 2000 {
+				t.Errorf("extra_ports = %+v", c.Websocket.ExtraPorts)
+			}
+			if c.Log.Level != "debug" || c.Log.Format != "text" {
+				t.Errorf("log = %+v; want debug from the file, text from defaults", c.Log)
+			}
+			if c.Websocket.PingInterval != 25*time.Second {
+				t.Errorf("ping_interval = %v; want the default", c.Websocket.PingInterval)
+			}
+			if testSection.Limit != 5 || len(testSection.Names) != 1 || testSection.Free["x"] != 1 {
+				t.Errorf("project section = %+v; want limit 5 from the project file, names from defaults", testSection)
+			}
+		}},
+		{"environment beats files", map[string]string{"DCE_WEBSOCKET_PORT": "20470", "DCE_TESTSEC_LIMIT": "7", "DCE_WEBSOCKET_PING_INTERVAL": "2s"}, nil, func(t *testing.T, c *Config) {
+			if c.Websocket.Port != 20470 || testSection.Limit != 7 || c.Websocket.PingInterval != 2*time.Second {
+				t.Errorf("port %d, limit %d, ping %v; want 20470, 7, 2s from the environment", c.Websocket.Port, testSection.Limit, c.Websocket.PingInterval)
+			}
+		}},
+		{"options beat the environment", map[string]string{"DCE_WEBSOCKET_PORT": "20470"}, map[string]string{"port": "20460", "host": "0.0.0.0", "name": "not config"}, func(t *testing.T, c *Config) {
+			if c.Websocket.Port != 20460 || c.Websocket.Host != "0.0.0.0" {
+				t.Errorf("port %d host %s; want 20460 0.0.0.0 from options", c.Websocket.Port, c.Websocket.Host)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(Source{Root: dir, Projects: []string{"proj"}, Env: envOf(tt.env), Options: tt.opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestEmptyConfigIsDefaults(t *testing.T) {
+	c, err := Load(Source{Root: t.TempDir(), Env: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	d.Root = c.Root
+	if c.Websocket.Port != d.Websocket.Port || c.Websocket.SendQueue != d.Websocket.SendQueue || c.Log != d.Log {
+		t.Errorf("empty config = %+v; want the defaults %+v", c, d)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		env   map[string]string
+		opts  map[string]string
+		want  []string // each must appear in the error
+	}{
+		{"unknown top-level key", map[string]string{"common/config/config.yaml": "websockets: {port: 1}\n"},
+			nil, nil, []string{"common/config/config.yaml: websockets: a known section"}},
+		{"unknown nested key", map[string]string{"common/config/websocket.yaml": "websocket: {prot: 1}\n"},
+			nil, nil, []string{"common/config/websocket.yaml: websocket.prot: a known key"}},
+		{"unknown key in a list item", map[string]string{"common/config/websocket.yaml": "websocket: {extra_ports: [{host: 1.2.3.4, prt: 1}]}\n"},
+			nil, nil, []string{"websocket.extra_ports[0].prt: a known key"}},
+		{"wrong type", map[string]string{"common/config/websocket.yaml": "websocket: {port: true, enable_http: maybe}\n"},
+			nil, nil, []string{"websocket.port: an integer, got true", "websocket.enable_http: true or false"}},
+		{"impossible port", map[string]string{"common/config/websocket.yaml": "websocket: {port: 70000}\n"},
+			nil, nil, []string{"common/config/websocket.yaml: websocket.port: a port between 1 and 65535"}},
+		{"bad sock_type", map[string]string{"common/config/websocket.yaml": "websocket: {enable_tcp_ports: [{host: 0.0.0.0, port: 1, sock_type: sctp}]}\n"},
+			nil, nil, []string{"websocket.enable_tcp_ports[0].sock_type: tcp or udp"}},
+		{"bad duration", map[string]string{"common/config/config.yaml": "websocket: {ping_interval: 5}\n"},
+			nil, nil, []string{"websocket.ping_interval: a duration"}},
+		{"api without password", map[string]string{"common/config/config.yaml": "websocket: {api_port: 9000}\n"},
+			nil, nil, []string{"websocket.api_password: a password"}},
+		{"bad environment value", nil, map[string]string{"DCE_WEBSOCKET_PORT": "eighty"}, nil,
+			[]string{`environment variable DCE_WEBSOCKET_PORT: websocket.port: an integer, got "eighty"`}},
+		{"bad option value", nil, nil, map[string]string{"port": "70000"},
+			[]string{"option -port: websocket.port: a port between 1 and 65535"}},
+		{"a project may not set another's section", map[string]string{"project/other/config/config.yaml": "testsec: {limit: 1}\nwebsocket: {port: 1}\n"},
+			nil, nil, []string{"project/other/config/config.yaml: testsec: a section of project other", "project/other/config/config.yaml: websocket: a section of project other"}},
+		{"invalid YAML", map[string]string{"common/config/config.yaml": "log: [\n"},
+			nil, nil, []string{"common/config/config.yaml: (file): valid YAML"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(Source{Root: root(t, tt.files), Projects: []string{"proj", "other"}, Env: envOf(tt.env), Options: tt.opts})
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load error = %v; want *config.Error", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%v\ndoes not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	var s struct{ A int }
+	for name, f := range map[string]func(){
+		"duplicate":      func() { Register("x", "testsec", &s) },
+		"engine section": func() { Register("x", "websocket", &s) },
+		"not a pointer":  func() { Register("x", "nope", s) },
+		"dotted key":     func() { Register("x", "a.b", &s) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("Register did not panic")
+				}
+			}()
+			f()
+		})
+	}
+}
