@@ -177,7 +177,7 @@ func csp(nonce string) string {
 func nonce() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return base64.RawStdEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // requestData is the JSON body (object or array), else the form values.

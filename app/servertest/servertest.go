@@ -1,0 +1,296 @@
+// Package servertest starts real servers on random loopback ports for tests,
+// and speaks the wire protocol as clients do: WebSocket frames, TCP lines,
+// UDP datagrams. Projects use it to test their nodes end to end.
+//
+//	s := servertest.Start(t, root, []string{"sample"}, nil)
+//	c := servertest.DialWS(t, s.HTTPAddrs()[0])
+//	c.Send(`sample/im/login:1;{"nickname":"a"}`)
+//	c.ExpectPrefix("setUserList;")
+package servertest
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"dce/app/config"
+	"dce/app/router"
+	"dce/app/server"
+)
+
+// Timeout bounds every wait of a test client.
+const Timeout = 5 * time.Second
+
+// Start loads the configuration and nodes of projects under root, binds
+// every listener to 127.0.0.1 with a free port, applies mutate, and starts
+// the server. It shuts down at the end of the test.
+func Start(t testing.TB, root string, projects []string, mutate func(*config.Config)) *server.Server {
+	t.Helper()
+	cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &cfg.Websocket
+	w.Host, w.Port = "127.0.0.1", 0
+	for i := range w.ExtraPorts {
+		w.ExtraPorts[i] = config.Addr{Host: "127.0.0.1"}
+	}
+	for i := range w.EnableTCPPorts {
+		w.EnableTCPPorts[i].Host, w.EnableTCPPorts[i].Port = "127.0.0.1", 0
+	}
+	if w.APIPort != 0 {
+		w.APIHost, w.APIPort = "127.0.0.1", 0
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	rt, err := router.New(root, projects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("DCE_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := server.New(server.Options{
+		Root: root, Config: cfg, Router: rt, Logger: log,
+		Reload: func() (*config.Config, *router.Router, error) {
+			rt, err := router.New(root, projects)
+			return cfg, rt, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s
+}
+
+// Sock returns the address of the first TCP or UDP listener ("tcp"/"udp").
+func Sock(t testing.TB, s *server.Server, kind string) string {
+	t.Helper()
+	for _, a := range s.SockAddrs() {
+		if strings.HasPrefix(a, kind+"://") {
+			return strings.TrimPrefix(a, kind+"://")
+		}
+	}
+	t.Fatalf("no %s listener in %v", kind, s.SockAddrs())
+	return ""
+}
+
+// WS is a WebSocket test client.
+type WS struct {
+	t    testing.TB
+	Conn *websocket.Conn
+}
+
+// DialWS connects to addr ("127.0.0.1:port") with optional headers.
+func DialWS(t testing.TB, addr string, header ...http.Header) *WS {
+	t.Helper()
+	var h http.Header
+	if len(header) > 0 {
+		h = header[0]
+	}
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", h)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &WS{t: t, Conn: c}
+}
+
+// Send writes one text frame.
+func (c *WS) Send(frame string) {
+	c.t.Helper()
+	if err := c.Conn.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+		c.t.Fatalf("send %q: %v", frame, err)
+	}
+}
+
+// Read returns the next text frame, failing the test after Timeout.
+func (c *WS) Read() string {
+	c.t.Helper()
+	_ = c.Conn.SetReadDeadline(time.Now().Add(Timeout))
+	_, b, err := c.Conn.ReadMessage()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return string(b)
+}
+
+// ReadErr returns the next frame or the error that ended the connection.
+func (c *WS) ReadErr(timeout time.Duration) (string, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
+	_, b, err := c.Conn.ReadMessage()
+	return string(b), err
+}
+
+// Expect reads one frame and requires it to equal want.
+func (c *WS) Expect(want string) {
+	c.t.Helper()
+	if got := c.Read(); got != want {
+		c.t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// ExpectPrefix reads one frame, requires the prefix, and returns the frame.
+func (c *WS) ExpectPrefix(prefix string) string {
+	c.t.Helper()
+	got := c.Read()
+	if !strings.HasPrefix(got, prefix) {
+		c.t.Fatalf("got %s\nwant a frame starting with %s", got, prefix)
+	}
+	return got
+}
+
+// Quiet requires that no frame arrives for d.
+func (c *WS) Quiet(d time.Duration) {
+	c.t.Helper()
+	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	_, b, err := c.Conn.ReadMessage()
+	if err == nil {
+		c.t.Fatalf("unexpected frame %s", b)
+	}
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		c.t.Fatalf("connection ended while waiting in silence: %v", err)
+	}
+	// A read deadline poisons a gorilla connection: reconnecting is the
+	// caller's business, so Quiet is for the end of a conversation.
+}
+
+// CloseCode waits for the connection to end and returns the close code
+// (websocket.CloseAbnormalClosure when there was no close frame).
+func (c *WS) CloseCode() int {
+	c.t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for time.Now().Before(deadline) {
+		_ = c.Conn.SetReadDeadline(deadline)
+		_, _, err := c.Conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce.Code
+		}
+		return websocket.CloseAbnormalClosure
+	}
+	c.t.Fatal("connection still open")
+	return 0
+}
+
+// TCP is a line-protocol test client.
+type TCP struct {
+	t  testing.TB
+	nc net.Conn
+	br *bufio.Reader
+}
+
+// DialTCP connects to a TCP listener.
+func DialTCP(t testing.TB, addr string) *TCP {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &TCP{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// Send writes one line (the newline is added).
+func (c *TCP) Send(line string) {
+	c.t.Helper()
+	if _, err := c.nc.Write([]byte(line + "\n")); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Write writes raw bytes.
+func (c *TCP) Write(b []byte) {
+	c.t.Helper()
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Read returns the next line without its newline.
+func (c *TCP) Read() string {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(Timeout))
+	line, err := c.br.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read line: %v (got %q)", err, line)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// Expect reads one line and requires it to equal want.
+func (c *TCP) Expect(want string) {
+	c.t.Helper()
+	if got := c.Read(); got != want {
+		c.t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// ExpectPrefix reads one line and requires the prefix.
+func (c *TCP) ExpectPrefix(prefix string) string {
+	c.t.Helper()
+	got := c.Read()
+	if !strings.HasPrefix(got, prefix) {
+		c.t.Fatalf("got %s\nwant a line starting with %s", got, prefix)
+	}
+	return got
+}
+
+// Close closes the connection.
+func (c *TCP) Close() { c.nc.Close() }
+
+// UDP sends one datagram and returns the reply.
+func UDP(t testing.TB, addr, datagram string) string {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(datagram)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(Timeout))
+	buf := make([]byte, 70000)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("udp reply to %q: %v", datagram, err)
+	}
+	return string(buf[:n])
+}
+
+// Root writes files (path → content) into a new application root.
+func Root(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := dir + "/" + name
+		if err := os.MkdirAll(p[:strings.LastIndexByte(p, '/')], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
