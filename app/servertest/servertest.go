@@ -34,7 +34,15 @@ const Timeout = 5 * time.Second
 // the server. It shuts down at the end of the test.
 func Start(t testing.TB, root string, projects []string, mutate func(*config.Config)) *server.Server {
 	t.Helper()
-	cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: func(string) (string, bool) { return "", false }})
+	return StartEnv(t, root, projects, nil, mutate)
+}
+
+// StartEnv is Start with environment variables (DCE_IM_MEMBERS_MAX=2);
+// the process environment is never read.
+func StartEnv(t testing.TB, root string, projects []string, env map[string]string, mutate func(*config.Config)) *server.Server {
+	t.Helper()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: lookup})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,217 @@
+package sample_test
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"dce/app/config"
+	"dce/app/server"
+	"dce/app/servertest"
+	_ "dce/project/sample/controller"
+)
+
+// root is the application root: the real project/sample and common/config.
+const root = "../.."
+
+var timeRe = regexp.MustCompile(`"create_time":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"`)
+
+// norm replaces message times, checked for their format, with T.
+func norm(frame string) string { return timeRe.ReplaceAllString(frame, `"create_time":"T"`) }
+
+func startChat(t *testing.T, env map[string]string) *server.Server {
+	return servertest.StartEnv(t, root, []string{"hello", "sample"}, env, func(c *config.Config) {
+		c.Websocket.RateLimit = 0
+	})
+}
+
+type client interface {
+	Send(string)
+	Read() string
+}
+
+func expect(t *testing.T, who string, c client, want string) {
+	t.Helper()
+	if got := norm(c.Read()); got != want {
+		t.Fatalf("%s got\n  %s\nwant\n  %s", who, got, want)
+	}
+}
+
+func user(id uint64, nick, brief string) string {
+	return fmt.Sprintf(`{"id":%d,"nickname":%q,"brief":%q}`, id, nick, brief)
+}
+
+func list(entries ...string) string { return "setUserList;[" + strings.Join(entries, ",") + "]" }
+
+func msg(id int, mid uint64, text, nick string) string {
+	return fmt.Sprintf(`{"id":%d,"mid":%d,"message":%q,"create_time":"T","nickname":%q}`, id, mid, text, nick)
+}
+
+// TestOriginalPageFrames replays exactly what the original page sent (no
+// request IDs, `sample/im/logout;undefined` included) and checks every push
+// in order.
+func TestOriginalPageFrames(t *testing.T) {
+	s := startChat(t, nil)
+	addr := s.HTTPAddrs()[0]
+	drunk := servertest.DialWS(t, addr)
+	drunk.Send(`sample/im/login;{"nickname":"Drunk","brief":"Never drink but always Drunk ~"}`)
+	d := s.Hub().Conns()[0].FD()
+	uDrunk := user(d, "Drunk", "Never drink but always Drunk ~")
+	expect(t, "Drunk", drunk, list(uDrunk))
+	expect(t, "Drunk", drunk, "setMessageList;[]")
+
+	alice := servertest.DialWS(t, s.HTTPAddrs()[1]) // the extra port serves the same chat
+	alice.Send(`sample/im/login;{"nickname":"Alice","brief":"Curious"}`)
+	a := s.Hub().Conns()[1].FD()
+	uAlice := user(a, "Alice", "Curious")
+	expect(t, "Alice", alice, list(uDrunk, uAlice))
+	expect(t, "Alice", alice, "setMessageList;[]")
+	expect(t, "Drunk", drunk, list(uDrunk, uAlice))
+
+	drunk.Send(`sample/im/send;{"message":"hi <img src=x onerror=alert(1)>"}`)
+	m1 := "setMessageList;[" + msg(1, d, "hi <img src=x onerror=alert(1)>", "Drunk") + "]"
+	expect(t, "Drunk", drunk, m1) // the sender included
+	expect(t, "Alice", alice, m1)
+
+	alice.Send(`sample/im/logout;undefined`)
+	expect(t, "Drunk", drunk, list(uDrunk))
+
+	// Logging in again with a known nickname keeps its id and stored brief.
+	alice.Send(`sample/im/login;{"nickname":"Alice","brief":"Changed"}`)
+	expect(t, "Alice", alice, list(uDrunk, uAlice))
+	expect(t, "Alice", alice, "setMessageList;["+msg(1, d, "hi <img src=x onerror=alert(1)>", "Drunk")+"]")
+	expect(t, "Drunk", drunk, list(uDrunk, uAlice))
+
+	// Closing the connection takes Alice out of the list.
+	alice.Conn.Close()
+	expect(t, "Drunk", drunk, list(uDrunk))
+
+	// A second connection of the same member: still one entry.
+	drunk2 := servertest.DialWS(t, addr)
+	drunk2.Send(`sample/im/login;{"nickname":"Drunk","brief":"ignored"}`)
+	expect(t, "Drunk2", drunk2, list(uDrunk))
+	expect(t, "Drunk2", drunk2, "setMessageList;["+msg(1, d, "hi <img src=x onerror=alert(1)>", "Drunk")+"]")
+	expect(t, "Drunk", drunk, list(uDrunk))
+	drunk2.Send(`sample/im/send;{"message":"from my phone"}`)
+	m2 := "setMessageList;[" + msg(2, d, "from my phone", "Drunk") + "]"
+	expect(t, "Drunk", drunk, m2)
+	expect(t, "Drunk2", drunk2, m2)
+}
+
+// TestTCPAndWebSocketChat: a terminal user (one line per message) chats
+// with a browser user and gets the same pushes.
+func TestTCPAndWebSocketChat(t *testing.T) {
+	s := startChat(t, nil)
+	web := servertest.DialWS(t, s.HTTPAddrs()[0])
+	web.Send(`sample/im/login:1;{"nickname":"Web","brief":"browser"}`)
+	w := s.Hub().Conns()[0].FD()
+	uWeb := user(w, "Web", "browser")
+	expect(t, "web", web, list(uWeb))
+	expect(t, "web", web, "setMessageList;[]")
+	expect(t, "web", web, `sample/im/login:1;{"data":{"brief":"browser","id":`+fmt.Sprint(w)+`,"nickname":"Web"}}`)
+
+	term := servertest.DialTCP(t, servertest.Sock(t, s, "tcp"))
+	term.Send(`sample/im/login;{"nickname":"Term","brief":"nc user"}`)
+	expect(t, "term", term, list(uWeb, user(w+1, "Term", "nc user")))
+	expect(t, "term", term, "setMessageList;[]")
+	expect(t, "web", web, list(uWeb, user(w+1, "Term", "nc user")))
+
+	term.Send(`sample/im/send;{"message":"hello from a terminal"}`)
+	m := "setMessageList;[" + msg(1, w+1, "hello from a terminal", "Term") + "]"
+	expect(t, "term", term, m)
+	expect(t, "web", web, m)
+	web.Send(`sample/im/send:2;{"message":"hello back"}`)
+	m = "setMessageList;[" + msg(2, w, "hello back", "Web") + "]"
+	expect(t, "web", web, m)
+	expect(t, "web", web, `sample/im/send:2;{"data":{"id":2}}`)
+	expect(t, "term", term, m)
+	term.Close()
+	expect(t, "web", web, list(uWeb))
+}
+
+func TestLimitsAndErrors(t *testing.T) {
+	s := startChat(t, map[string]string{"DCE_IM_MEMBERS_MAX": "2", "DCE_IM_HISTORY_MAX": "3"})
+	addr := s.HTTPAddrs()[0]
+	c := servertest.DialWS(t, addr)
+	tests := []struct{ send, want string }{
+		{`sample/im/send:1;{"message":"hi"}`, `sample/im/send:1;{"status":false,"code":401,"message":"log in first"}`},
+		{`sample/im/login:2;{"nickname":"  ","brief":"x"}`, `sample/im/login:2;{"status":false,"code":400,"message":"nickname is required"}`},
+		{`sample/im/login:3;undefined`, `sample/im/login:3;{"status":false,"code":400,"message":"nickname is required"}`},
+		{`sample/im/login:4;{"nickname":5}`, `sample/im/login:4;{"status":false,"code":400,"message":"nickname: want string, got number"}`},
+		{`sample/im/login:5;{"nickname":"` + strings.Repeat("名", 49) + `"}`, `sample/im/login:5;{"status":false,"code":400,"message":"nickname is longer than 48 characters"}`},
+		{`sample/im/login:6;{"nickname":"a","brief":"` + strings.Repeat("b", 256) + `"}`, `sample/im/login:6;{"status":false,"code":400,"message":"brief is longer than 255 characters"}`},
+	}
+	for _, tt := range tests {
+		c.Send(tt.send)
+		expect(t, "client", c, tt.want)
+	}
+	c.Send(`sample/im/login:7;{"nickname":"` + strings.Repeat("名", 48) + `"}`) // exactly 48 characters is fine
+	c.ExpectPrefix("setUserList;")
+	c.ExpectPrefix("setMessageList;")
+	c.ExpectPrefix(`sample/im/login:7;{"data"`)
+	c.Send(`sample/im/send:8;{"message":"` + strings.Repeat("m", 1025) + `"}`)
+	expect(t, "client", c, `sample/im/send:8;{"status":false,"code":400,"message":"message is longer than 1024 characters"}`)
+	c.Send(`sample/im/send:9;{"message":""}`)
+	expect(t, "client", c, `sample/im/send:9;{"status":false,"code":400,"message":"message is empty"}`)
+
+	// members_max: a second member fits, a third is refused.
+	b := servertest.DialWS(t, addr)
+	b.Send(`sample/im/login:1;{"nickname":"second"}`)
+	b.ExpectPrefix("setUserList;")
+	third := servertest.DialWS(t, addr)
+	third.Send(`sample/im/login:1;{"nickname":"third"}`)
+	expect(t, "third", third, `sample/im/login:1;{"status":false,"code":400,"message":"the room is full: 2 members are registered (im.members_max)"}`)
+
+	// history_max: the oldest messages make room.
+	for i := 1; i <= 5; i++ {
+		c.Send(fmt.Sprintf(`sample/im/send;{"message":"m%d"}`, i))
+	}
+	late := servertest.DialWS(t, addr)
+	time.Sleep(100 * time.Millisecond)
+	late.Send(`sample/im/login;{"nickname":"second"}`) // a known member
+	late.ExpectPrefix("setUserList;")
+	got := norm(late.Read())
+	if !strings.Contains(got, `"message":"m3"`) || !strings.Contains(got, `"message":"m5"`) || strings.Contains(got, `"message":"m2"`) {
+		t.Errorf("history with history_max 3 = %s; want m3..m5", got)
+	}
+}
+
+// TestUserListCoalesced: many members joining at once cost a few pushes of
+// the newest list, which arrives within 100 ms of the last join.
+func TestUserListCoalesced(t *testing.T) {
+	s := startChat(t, nil)
+	addr := s.HTTPAddrs()[0]
+	watcher := servertest.DialWS(t, addr)
+	watcher.Send(`sample/im/login;{"nickname":"watcher"}`)
+	watcher.ExpectPrefix("setUserList;")
+	watcher.ExpectPrefix("setMessageList;")
+	const n = 40
+	clients := make([]*servertest.WS, n)
+	for i := range clients {
+		clients[i] = servertest.DialWS(t, addr)
+	}
+	time.Sleep(100 * time.Millisecond) // outside the window of the watcher's own login
+	for i, c := range clients {
+		c.Send(fmt.Sprintf(`sample/im/login;{"nickname":"joiner%d"}`, i))
+	}
+	lastJoinSent := time.Now()
+	pushes := 0
+	for {
+		frame := watcher.Read()
+		if !strings.HasPrefix(frame, "setUserList;") {
+			t.Fatalf("unexpected %s", frame)
+		}
+		pushes++
+		if strings.Count(frame, `"id":`) == n+1 {
+			if late := time.Since(lastJoinSent); late > 500*time.Millisecond {
+				t.Errorf("the complete list came %v after the joins", late)
+			}
+			break
+		}
+	}
+	if pushes > n/4 {
+		t.Errorf("%d list pushes for %d joins; want them coalesced", pushes, n)
+	}
+}
