@@ -28,6 +28,7 @@ type Hub struct {
 	log      *slog.Logger
 	lim      atomic.Pointer[config.Websocket]
 	now      atomic.Int64 // coarse clock, unix seconds, ticked by keepalive
+	slots    atomic.Int64 // connections open or being opened, for max_connections
 	stats    stats
 }
 
@@ -65,8 +66,23 @@ func (h *Hub) remove(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c.fd)
 	h.mu.Unlock()
+	h.release()
 	h.stats.closed.Add(1)
 }
+
+// reserve takes a connection slot before a connection is accepted (before
+// the WebSocket upgrade); false means max_connections is reached.
+func (h *Hub) reserve() bool {
+	if h.slots.Add(1) > int64(h.limits().MaxConnections) {
+		h.slots.Add(-1)
+		h.stats.refused.Add(1)
+		return false
+	}
+	return true
+}
+
+// release gives a slot back: the connection closed or never opened.
+func (h *Hub) release() { h.slots.Add(-1) }
 
 // count returns the number of live connections.
 func (h *Hub) count() int {

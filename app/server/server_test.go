@@ -80,15 +80,12 @@ func (h *hooks) OnOpen(c dce.Conn, _ *http.Request) error {
 	return nil
 }
 func (h *hooks) OnClose(c dce.Conn) {
-	hub := hubOf[c.FD()]
-	_ = hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = append(h.closed, fmt.Sprint(c.FD(), " ", memberOf(c)))
 }
 
 var (
-	hubOf      = map[uint64]dce.Hub{}
 	sessionsMu sync.Mutex
 	lastHub    dce.Hub
 )
@@ -459,6 +456,9 @@ func TestGracefulStop(t *testing.T) {
 }
 
 func TestHooksAndSessions(t *testing.T) {
+	recorded.mu.Lock()
+	recorded.opened, recorded.closed, recorded.started = nil, nil, false
+	recorded.mu.Unlock()
 	s := start(t, func(c *config.Config) { c.Websocket.Service = "SrvtestServer" })
 	c := servertest.DialWS(t, s.HTTPAddrs()[0])
 	c.Send(`srvtest/login:1;{}`)
@@ -569,6 +569,9 @@ func TestKeepaliveDropsSilentClient(t *testing.T) {
 		}
 	}()
 	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) && s.Status().Connections["websocket"] != 2 {
+		time.Sleep(10 * time.Millisecond) // both connected
+	}
 	for time.Now().Before(deadline) && s.Status().Connections["websocket"] != 1 {
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -73,23 +73,15 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// full reports whether the connection limit is reached.
-func (s *Server) full() bool {
-	if s.hub.count() >= s.hub.limits().MaxConnections {
-		s.hub.stats.refused.Add(1)
-		return true
-	}
-	return false
-}
-
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	if s.full() {
+	if !s.hub.reserve() {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
 	hj := &hijacker{ResponseWriter: w}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
+		s.hub.release()
 		return // the upgrader answered with the HTTP error
 	}
 	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, nc: hj.conn.Conn, lock: &hj.conn.mu, codec: s.codec, text: s.text}
@@ -204,7 +196,7 @@ func (s *Server) acceptTCP(ln net.Listener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if s.full() {
+		if !s.hub.reserve() {
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = nc.Write(append(failBody(503, "too many connections"), '\n'))
 			_ = nc.Close()

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"dce/app/internal/projects"
+)
+
+// TestProjectsCompiledIn fails when a project folder with Go code is not
+// imported by app/projects.go (run ./dce or go generate ./app).
+func TestProjectsCompiledIn(t *testing.T) {
+	want, err := projects.Source("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("projects.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("app/projects.go is stale: run ./dce or go generate ./app\nhave:\n%s\nwant:\n%s", got, want)
+	}
+	pkgs, names, _ := projects.Scan("..")
+	if len(pkgs) == 0 || len(compiled) != len(names) {
+		t.Errorf("compiled = %v; want %v", compiled, names)
+	}
+}
+
+// TestEngineImportsNoProject keeps the engine free of project code: only
+// this main package imports project/.
+func TestEngineImportsNoProject(t *testing.T) {
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || filepath.Dir(path) == "." {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			if strings.HasPrefix(strings.Trim(imp.Path.Value, `"`), "dce/project/") {
+				t.Errorf("%s imports %s: the engine must not depend on a project", path, imp.Path.Value)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyApp copies the application (not runtime/) into a new folder, with the
+// listeners of common/config/websocket.yaml moved to free loopback ports.
+func copyApp(t *testing.T) (dir string, ports []int) {
+	t.Helper()
+	dir = t.TempDir()
+	for _, name := range []string{"app", "project", "common", "www", "go.mod", "go.sum", "dce"} {
+		src := filepath.Join("..", name)
+		st, err := os.Stat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.IsDir() {
+			b, _ := os.ReadFile(src)
+			if err := os.WriteFile(filepath.Join(dir, name), b, st.Mode()); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.CopyFS(filepath.Join(dir, name), os.DirFS(src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		ports = append(ports, freePort(t))
+	}
+	cfg := fmt.Sprintf(`websocket:
+  host: 127.0.0.1
+  port: %d
+  service: ImWebsocketServer
+  enable_http: true
+  extra_ports: [{host: 127.0.0.1, port: %d}]
+  enable_tcp_ports:
+    - {host: 127.0.0.1, port: %d, sock_type: tcp}
+    - {host: 127.0.0.1, port: %d, sock_type: udp}
+  shutdown_timeout: 3s
+`, ports[0], ports[1], ports[2], ports[3])
+	if err := os.WriteFile(filepath.Join(dir, "common/config/websocket.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, ports
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// dce runs ./dce from another working folder, as users may.
+func dce(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(dir, "dce"), args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DCE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// startServer runs `./dce websocket start` in the background.
+func startServer(t *testing.T, dir string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(dir, "dce"), "websocket", "start")
+	cmd.Env = cleanEnv()
+	log := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, code := dce(t, dir, "websocket", "status"); code == 0 && strings.Contains(out, `"connections"`) {
+			return cmd, log
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not start:\n%s", log.String())
+	return nil, nil
+}
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func wait(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		return 0
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not exit")
+		return -1
+	}
+}
+
+// TestDceLauncher drives the real ./dce script and binary: listing, an
+// added project with Go code, start → status → reload → stop, signals,
+// and a start after kill -9.
+func TestDceLauncher(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir, ports := copyApp(t)
+
+	out, code := dce(t, dir)
+	if code != 0 || !strings.Contains(out, "Dce for Go") || !strings.Contains(out, "hello") || !strings.Contains(out, "websocket bench") {
+		t.Fatalf("./dce: exit %d\n%s", code, out)
+	}
+	start := time.Now()
+	if _, code := dce(t, dir, "routes"); code != 0 {
+		t.Fatal("./dce routes failed")
+	}
+	t.Logf("a second ./dce run with no change took %v", time.Since(start))
+	if out, code := dce(t, dir, "no", "such", "thing"); code != 2 || !strings.Contains(out, "no command") {
+		t.Errorf("unknown command: exit %d %q; want 2", code, out)
+	}
+
+	// A new project folder with Go code is live on the next run.
+	files := map[string]string{
+		"project/extra/config/nodes.yaml": "- path: hi\n  name: Say hi from Go\n  methods: [cli]\n  controller: ExtraController->hi\n  render: raw\n",
+		"project/extra/controller/extra.go": `package controller
+
+import "dce/app/dce"
+
+func init() {
+	dce.Register("extra", "ExtraController", map[string]dce.Action{
+		"hi": func(c *dce.Context) error { c.SetBody("hi from compiled Go\n"); return nil },
+	})
+}
+`,
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, code := dce(t, dir, "extra", "hi"); code != 0 || out != "hi from compiled Go\n" {
+		t.Fatalf("./dce extra hi: exit %d %q", code, out)
+	}
+
+	// start → status → reload → stop
+	if out, code := dce(t, dir, "websocket", "status"); code != 1 || !strings.Contains(out, "no server is running") {
+		t.Errorf("status with no server: exit %d %q; want 1", code, out)
+	}
+	cmd, log := startServer(t, dir)
+	if want := fmt.Sprintf("Websocket server started with: 127.0.0.1:%d, 127.0.0.1:%d.", ports[0], ports[1]); !strings.Contains(log.String(), want) {
+		t.Errorf("start log lacks %q:\n%s", want, log.String())
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/", ports[0]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.WriteMessage(websocket.TextMessage, []byte(`sample/im/login:1;{"nickname":"e2e"}`))
+	if out, code := dce(t, dir, "websocket", "status"); code != 0 || !strings.Contains(out, `"websocket": 1`) {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	if out, code := dce(t, dir, "websocket", "reload"); code != 0 || !strings.Contains(out, "reloaded") {
+		t.Errorf("reload: exit %d %q", code, out)
+	}
+	_ = ws.WriteMessage(websocket.TextMessage, []byte(`:2;`)) // the connection survived the reload
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after reload: %v", err)
+		}
+		if strings.HasPrefix(string(b), ":2;") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := dce(t, dir, "websocket", "stop"); code != 0 || !strings.Contains(out, "stopped") {
+		t.Errorf("stop: exit %d %q", code, out)
+	}
+	if code := wait(t, cmd); code != 0 {
+		t.Errorf("server exit code %d; want 0\n%s", code, log.String())
+	}
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := ws.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+				t.Errorf("client saw %v; want close 1001", err)
+			}
+			break
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "runtime", "dce.sock")); !os.IsNotExist(err) {
+		t.Errorf("control socket left after stop: %v", err)
+	}
+
+	// kill -9 leaves a stale socket and pid file; the next start works.
+	cmd, _ = startServer(t, dir)
+	pid := serverPID(t, dir)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, cmd)
+	if _, err := os.Stat(filepath.Join(dir, "runtime", "dce.sock")); err != nil {
+		t.Logf("no stale socket after kill -9 (%v)", err)
+	}
+	if out, code := dce(t, dir, "websocket", "status"); code != 1 {
+		t.Errorf("status after kill -9: exit %d %q; want 1", code, out)
+	}
+	cmd, log = startServer(t, dir)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := wait(t, cmd); code != 0 {
+		t.Errorf("exit after SIGTERM: %d\n%s", code, log.String())
+	}
+}
+
+func serverPID(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "runtime", "dce.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
