@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when debug.pprof is set
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -359,6 +361,10 @@ func (a *app) start(Args) int {
 	if err := s.Start(); err != nil {
 		_ = s.Shutdown(context.Background())
 		return a.fail(ExitFailed, "%v", err)
+	}
+	if addr := cfg.Debug.Pprof; addr != "" {
+		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(addr, nil)) }() // lives as long as the process
+		log.Info("pprof on http://" + addr + "/debug/pprof/ (debug.pprof)")
 	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

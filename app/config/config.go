@@ -34,6 +34,12 @@ type Config struct {
 	Root      string    `mapstructure:"-"` // application root it was loaded from
 	Log       Log       `mapstructure:"log"`
 	Websocket Websocket `mapstructure:"websocket"`
+	Debug     Debug     `mapstructure:"debug"`
+}
+
+// Debug holds switches for measuring the server.
+type Debug struct {
+	Pprof string `mapstructure:"pprof"` // host:port serving net/http/pprof; "" is off
 }
 
 // Log configures the server's log/slog output.
@@ -64,6 +70,7 @@ type Websocket struct {
 	PingInterval    time.Duration `mapstructure:"ping_interval"`    // WebSocket ping period
 	PongTimeout     time.Duration `mapstructure:"pong_timeout"`     // silence after which a WebSocket is dropped
 	WriteTimeout    time.Duration `mapstructure:"write_timeout"`    // one write to a peer
+	WriteCoalesce   time.Duration `mapstructure:"write_coalesce"`   // least time between two writes to one peer under load; 0: none
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"` // graceful stop, flush included
 }
 
@@ -96,6 +103,7 @@ func Default() Config {
 			PingInterval:    25 * time.Second,
 			PongTimeout:     60 * time.Second,
 			WriteTimeout:    10 * time.Second,
+			WriteCoalesce:   10 * time.Millisecond,
 			ShutdownTimeout: 5 * time.Second,
 		},
 	}
@@ -169,6 +177,9 @@ func (c *Config) validate(bad func(key, want string)) {
 	}
 	positive("websocket.ping_interval", float64(w.PingInterval))
 	positive("websocket.write_timeout", float64(w.WriteTimeout))
+	if w.WriteCoalesce < 0 || w.WriteCoalesce > time.Second {
+		bad("websocket.write_coalesce", "a duration from 0 (off) to 1s")
+	}
 	positive("websocket.shutdown_timeout", float64(w.ShutdownTimeout))
 	if w.PongTimeout <= w.PingInterval {
 		bad("websocket.pong_timeout", "a duration longer than ping_interval ("+w.PingInterval.String()+")")

@@ -63,6 +63,7 @@ func Load(src Source) (*Config, error) {
 	def := Default()
 	l.schema["log"] = section{ptr: &def.Log}
 	l.schema["websocket"] = section{ptr: &def.Websocket}
+	l.schema["debug"] = section{ptr: &def.Debug}
 	sectionsMu.Lock()
 	for k, s := range sections {
 		l.schema[k] = section{owner: s.owner, ptr: defaults(s.ptr)}
@@ -97,6 +98,7 @@ func Load(src Source) (*Config, error) {
 	if len(l.problems) == 0 {
 		cfg.Log = out["log"].Interface().(Log)
 		cfg.Websocket = out["websocket"].Interface().(Websocket)
+		cfg.Debug = out["debug"].Interface().(Debug)
 		cfg.validate(l.bad)
 	}
 	if len(l.problems) > 0 {

@@ -33,6 +33,7 @@ type conn struct {
 
 	mu        sync.Mutex // guards the fields below
 	queue     []outgoing
+	lastWrite int64  // nanotime of the last batch written
 	writing   bool   // a writer goroutine is running
 	closing   bool   // no more messages are accepted
 	closeCode int    // WebSocket close code sent after the queue (0: none)
@@ -112,15 +113,35 @@ func (c *conn) enqueue(o outgoing) bool {
 		c.drop("send queue full: the client reads too slowly")
 		return false
 	}
+	if c.queue == nil {
+		c.queue = getQueue()
+	}
 	c.queue = append(c.queue, o)
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop() // ends when the queue is empty
+		c.startWriter()
 	}
 	c.mu.Unlock()
 	c.hub.stats.pushes.Add(1)
 	return true
 }
+
+// startWriter starts the writer goroutine (c.mu held). A connection that was
+// written to less than write_coalesce ago is handed to the hub's flusher,
+// which starts its writer at the next tick: under load several messages
+// then share one write (and one frame when they merge), while an idle
+// connection is still written at once.
+func (c *conn) startWriter() {
+	if gap := c.hub.limits().WriteCoalesce; gap > 0 && nanotime()-c.lastWrite < int64(gap) && c.hub.deferWrite(c) {
+		return
+	}
+	go c.writeLoop() // ends when the queue is empty
+}
+
+var start = time.Now()
+
+// nanotime is a cheap monotonic clock.
+func nanotime() int64 { return int64(time.Since(start)) }
 
 // closeAfterQueue stops accepting messages, sends what is queued, then the
 // close frame (WebSocket) and closes.
@@ -170,8 +191,10 @@ func (c *conn) writeLoop() {
 			return
 		}
 		code := c.closeCode
+		c.lastWrite = nanotime()
 		c.mu.Unlock()
 		closeNow, err := c.writeBatch(batch, code)
+		putQueue(batch)
 		if err != nil {
 			c.drop("write failed: " + err.Error())
 			c.mu.Lock()
@@ -206,6 +229,19 @@ const (
 	maxMerge      = 512      // messages joined into one frame at most
 	zeroCopyBytes = 16 << 10 // bodies this large are written in place (writev), not copied
 )
+
+var queuePool = sync.Pool{New: func() any { q := make([]outgoing, 0, 8); return &q }}
+
+func getQueue() []outgoing { return (*queuePool.Get().(*[]outgoing))[:0] }
+
+func putQueue(q []outgoing) {
+	if cap(q) > 4096 {
+		return
+	}
+	clear(q)
+	q = q[:0]
+	queuePool.Put(&q)
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 

@@ -29,6 +29,10 @@ type Hub struct {
 	lim      atomic.Pointer[config.Websocket]
 	now      atomic.Int64 // coarse clock, unix seconds, ticked by keepalive
 	slots    atomic.Int64 // connections open or being opened, for max_connections
+
+	dmu      sync.Mutex // guards deferred and draining; taken after conn.mu
+	deferred []*conn    // connections whose writer starts at the next flusher tick
+	draining bool       // shutting down: nothing is deferred any more
 	stats    stats
 }
 
@@ -205,6 +209,52 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 				c.enqueue(outgoing{kind: framePing})
 			}
 		}
+	}
+}
+
+// deferWrite queues c for the flusher; false when shutting down (the caller
+// then starts the writer itself).
+func (h *Hub) deferWrite(c *conn) bool {
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
+	if h.draining {
+		return false
+	}
+	h.deferred = append(h.deferred, c)
+	return true
+}
+
+// flusher starts the writers of deferred connections every write_coalesce.
+// When stop closes it flushes what is left and returns; from then on
+// writers start at once.
+func (h *Hub) flusher(stop <-chan struct{}) {
+	for {
+		gap := h.limits().WriteCoalesce
+		if gap <= 0 {
+			gap = 10 * time.Millisecond // off: still drain what a reload left
+		}
+		t := time.NewTimer(gap)
+		select {
+		case <-stop:
+			t.Stop()
+			h.dmu.Lock()
+			h.draining = true
+			h.dmu.Unlock()
+			h.flushDeferred()
+			return
+		case <-t.C:
+			h.flushDeferred()
+		}
+	}
+}
+
+func (h *Hub) flushDeferred() {
+	h.dmu.Lock()
+	list := h.deferred
+	h.deferred = nil
+	h.dmu.Unlock()
+	for _, c := range list {
+		go c.writeLoop() // each ends when its queue is empty
 	}
 }
 

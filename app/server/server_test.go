@@ -154,7 +154,7 @@ func init() {
 	dce.RegisterServer("SrvtestCodecServer", func() any { return codecServer{} })
 }
 
-func root(t *testing.T) string {
+func root(t testing.TB) string {
 	return servertest.Root(t, map[string]string{
 		"project/srvtest/config/nodes.yaml":    nodes,
 		"project/srvtest/template/page.html":   "<h1>{{.Extra.title}}</h1><script nonce=\"{{.Nonce}}\"></script>",
@@ -166,7 +166,7 @@ func root(t *testing.T) string {
 	})
 }
 
-func start(t *testing.T, mutate func(*config.Config)) *server.Server {
+func start(t testing.TB, mutate func(*config.Config)) *server.Server {
 	return servertest.Start(t, root(t), []string{"srvtest"}, mutate)
 }
 

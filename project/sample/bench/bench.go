@@ -37,6 +37,7 @@ type Options struct {
 	Duration time.Duration // sending (or holding) time
 	Ramp     int           // connections opened at once
 	Mode     string        // "chat" (default) or "rr": request/response round trips
+	MaxRate  float64       // the server's per-connection rate limit: senders stay under it; 0: none
 	Status   func() (ServerStatus, error)
 	Progress io.Writer // one line per second; nil for none
 }
@@ -59,6 +60,7 @@ type Result struct {
 	Connected       int     `json:"connected"`
 	Dropped         int64   `json:"dropped"`
 	Sent            int64   `json:"sent"`
+	Refused         int64   `json:"refused"`
 	Expected        int64   `json:"expected"`
 	Received        int64   `json:"received"`
 	Lost            int64   `json:"lost"`
@@ -85,6 +87,7 @@ type run struct {
 	tag      string
 	hist     histogram
 	received atomic.Int64
+	refused  atomic.Int64 // messages the server refused (429: over its rate limit)
 	dropped  atomic.Int64
 	counting atomic.Bool
 	start    time.Time
@@ -131,7 +134,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	after, okAfter := r.status()
 	if okAfter {
 		res.ServerRSSMiB = float64(after.Memory["rss_bytes"]) / (1 << 20)
-		res.ServerRSSPerCon = float64(after.Memory["rss_bytes"]-before.Memory["rss_bytes"]) / 1024 / float64(res.Connected)
+		res.ServerRSSPerCon = (float64(after.Memory["rss_bytes"]) - float64(before.Memory["rss_bytes"])) / 1024 / float64(res.Connected)
 	}
 
 	r.counting.Store(true)
@@ -155,7 +158,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	wg.Wait()
 	sendEnd := time.Now()
 	res.Sent = sent.Load()
-	res.Expected = res.Sent * int64(res.Connected)
+	res.Refused = r.refused.Load()
+	res.Expected = (res.Sent - res.Refused) * int64(res.Connected)
 	if res.Mode == "rr" {
 		res.Expected = res.Sent
 	}
@@ -339,6 +343,16 @@ func (r *run) read(c *client) {
 			}
 			continue
 		}
+		if hasPrefix(buf, "sample/im/send;") { // only errors come back in push mode
+			if r.counting.Load() && bytes.Contains(buf, []byte(`"code":429`)) {
+				r.refused.Add(1)
+				select {
+				case <-c.inFlight:
+				default:
+				}
+			}
+			continue
+		}
 		if !hasPrefix(buf, "setMessageList;") {
 			continue
 		}
@@ -351,31 +365,34 @@ func (r *run) read(c *client) {
 	}
 }
 
-// count parses `"message":"b TAG SENDER NANOS"` occurrences.
+// count parses `"message":"b TAG SENDER NANOS"` occurrences without
+// allocating: the tool must stay cheaper than the server it measures.
 func (r *run) count(b []byte, c *client) {
 	now := time.Now().UnixNano()
 	for {
-		i := indexOf(b, marker)
+		i := bytes.Index(b, marker)
 		if i < 0 {
 			return
 		}
 		b = b[i+len(marker):]
-		end := 0
-		for end < len(b) && b[end] != '"' {
-			end++
+		end := bytes.IndexByte(b, '"')
+		if end < 0 {
+			return
 		}
-		f := strings.Fields(string(b[:end]))
+		f := b[:end]
 		b = b[end:]
-		if len(f) != 3 || f[0] != r.tag {
+		tag, rest, ok1 := bytes.Cut(f, []byte{' '})
+		sender, nanos, ok2 := bytes.Cut(rest, []byte{' '})
+		if !ok1 || !ok2 || string(tag) != r.tag {
 			continue
 		}
-		ts, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil {
+		ts, ok := atoi(nanos)
+		if !ok {
 			continue
 		}
 		r.received.Add(1)
-		r.hist.add(now - ts)
-		if f[1] == c.id {
+		r.hist.add(now-ts, now)
+		if string(sender) == c.id {
 			select {
 			case <-c.inFlight:
 			default:
@@ -384,17 +401,48 @@ func (r *run) count(b []byte, c *client) {
 	}
 }
 
-func indexOf(b, sep []byte) int { return bytes.Index(b, sep) }
+func atoi(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
 
 // send is one sender: at a fixed rate, or as fast as its window allows.
-func (r *run) send(ctx context.Context, c *client, _ int, sent *atomic.Int64) {
+func (r *run) send(ctx context.Context, c *client, i int, sent *atomic.Int64) {
 	var tick *time.Ticker
 	if r.o.Rate > 0 {
-		tick = time.NewTicker(time.Duration(float64(time.Second) / r.o.Rate))
+		// Senders are spread over the interval, as independent people would
+		// be, instead of all firing in the same instant.
+		interval := time.Duration(float64(time.Second) / r.o.Rate)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval * time.Duration(i) / time.Duration(r.o.Senders)):
+		}
+		tick = time.NewTicker(interval)
 		defer tick.Stop()
 	}
 	id := c.id
+	var pace time.Duration // as fast as possible, but under the server's rate limit
+	if r.o.MaxRate > 0 {
+		pace = time.Duration(float64(time.Second) / (r.o.MaxRate * 0.95))
+	}
+	next := time.Now()
 	for {
+		if pace > 0 && tick == nil {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			next = next.Add(pace)
+		}
 		if tick != nil {
 			select {
 			case <-ctx.Done():
@@ -431,7 +479,8 @@ func (r *run) roundTrips(ctx context.Context, c *client, sent *atomic.Int64) {
 			return
 		}
 		r.received.Add(1)
-		r.hist.add(time.Since(t).Nanoseconds())
+		now := time.Now()
+		r.hist.add(now.Sub(t).Nanoseconds(), now.UnixNano())
 	}
 }
 
@@ -443,7 +492,7 @@ type histogram struct {
 	last atomic.Int64
 }
 
-func (h *histogram) add(ns int64) {
+func (h *histogram) add(ns, at int64) {
 	if ns < 1 {
 		ns = 1
 	}
@@ -454,7 +503,9 @@ func (h *histogram) add(ns int64) {
 			break
 		}
 	}
-	h.last.Store(time.Now().UnixNano())
+	if at > h.last.Load() {
+		h.last.Store(at)
+	}
 }
 
 func (h *histogram) lastAt() time.Time { return time.Unix(0, h.last.Load()) }
@@ -525,6 +576,7 @@ func (res Result) Table() string {
 		row("senders", fmt.Sprintf("%d, %s, %.0f s", res.Senders, rate, res.DurationS))
 	}
 	row("messages sent", strconv.FormatInt(res.Sent, 10))
+	row("refused by the rate limit", strconv.FormatInt(res.Refused, 10))
 	row("deliveries expected", strconv.FormatInt(res.Expected, 10))
 	row("deliveries received", strconv.FormatInt(res.Received, 10))
 	row("lost", strconv.FormatInt(res.Lost, 10))

@@ -28,6 +28,7 @@ func runBench(c *dce.Context) error {
 		Senders:  10,
 		Duration: 20 * time.Second,
 		Progress: os.Stderr,
+		MaxRate:  cfg.Websocket.RateLimit,
 		Status: func() (bench.ServerStatus, error) {
 			var st bench.ServerStatus
 			out, err := server.Control(filepath.Join(cfg.Root, "runtime"), "status")
