@@ -34,7 +34,8 @@ type conn struct {
 	mu        sync.Mutex // guards the fields below
 	queue     []outgoing
 	lastWrite int64  // nanotime of the last batch written
-	writing   bool   // a writer goroutine is running
+	writing   bool   // a writer goroutine is running, or deferred
+	deferred  bool   // the writer waits for the hub's flusher
 	closing   bool   // no more messages are accepted
 	closeCode int    // WebSocket close code sent after the queue (0: none)
 	reason    string // why it closes, for the log
@@ -117,9 +118,13 @@ func (c *conn) enqueue(o outgoing) bool {
 		c.queue = getQueue()
 	}
 	c.queue = append(c.queue, o)
-	if !c.writing {
+	switch {
+	case !c.writing:
 		c.writing = true
 		c.startWriter()
+	case c.deferred && len(c.queue) >= c.hub.limits().SendQueue/2:
+		c.deferred = false // filling up: write now rather than at the tick
+		go c.writeLoop()
 	}
 	c.mu.Unlock()
 	c.hub.stats.pushes.Add(1)
@@ -132,7 +137,8 @@ func (c *conn) enqueue(o outgoing) bool {
 // then share one write (and one frame when they merge), while an idle
 // connection is still written at once.
 func (c *conn) startWriter() {
-	if gap := c.hub.limits().WriteCoalesce; gap > 0 && nanotime()-c.lastWrite < int64(gap) && c.hub.deferWrite(c) {
+	if gap := c.hub.coalesce(); gap > 0 && nanotime()-c.lastWrite < int64(gap) && c.hub.deferWrite(c) {
+		c.deferred = true
 		return
 	}
 	go c.writeLoop() // ends when the queue is empty
@@ -243,13 +249,14 @@ func putQueue(q []outgoing) {
 	queuePool.Put(&q)
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // writeBatch writes queued frames; it reports whether a close frame was sent.
 func (c *conn) writeBatch(batch []outgoing, closeCode int) (closed bool, err error) {
 	bp := bufPool.Get().(*[]byte)
-	sp := bufPool.Get().(*[]byte)
-	buf, scratch := (*bp)[:0], (*sp)[:0]
+	buf := (*bp)[:0]
+	var sp *[]byte // merge scratch, only when messages merge
+	var scratch []byte
 	var vec net.Buffers
 	for i := 0; i < len(batch); {
 		o := batch[i]
@@ -276,6 +283,10 @@ func (c *conn) writeBatch(batch []outgoing, closeCode int) (closed bool, err err
 					j++
 				}
 				if j-i > 1 {
+					if sp == nil {
+						sp = bufPool.Get().(*[]byte)
+						scratch = (*sp)[:0]
+					}
 					scratch = mergeArrays(scratch[:0], batch[i:j])
 					body = scratch
 				}
@@ -298,11 +309,12 @@ func (c *conn) writeBatch(batch []outgoing, closeCode int) (closed bool, err err
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.limits().WriteTimeout))
 	err = c.writeVec(&vec)
-	*bp, *sp = (*bp)[:0], scratch[:0]
-	if cap(*bp) <= 256<<10 {
+	if cap(buf) <= 256<<10 {
+		*bp = buf[:0]
 		bufPool.Put(bp)
 	}
-	if cap(*sp) <= 256<<10 {
+	if sp != nil && cap(scratch) <= 256<<10 {
+		*sp = scratch[:0]
 		bufPool.Put(sp)
 	}
 	return closed, err

@@ -78,6 +78,7 @@ type client struct {
 	id       string
 	ws       *websocket.Conn
 	ready    chan struct{}
+	listLen  atomic.Int64 // bytes of the last online list received
 	inFlight chan struct{} // window of a sender in as-fast-as-possible mode
 	sendMu   sync.Mutex
 }
@@ -130,7 +131,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	time.Sleep(300 * time.Millisecond) // let the online-list pushes of the joins settle
+	awaitLists(clients)
 	after, okAfter := r.status()
 	if okAfter {
 		res.ServerRSSMiB = float64(after.Memory["rss_bytes"]) / (1 << 20)
@@ -256,6 +257,9 @@ func (r *run) connect(ctx context.Context) ([]*client, error) {
 		}()
 	}
 	wg.Wait()
+	if firstErr == nil {
+		firstErr = awaitReady(ctx, clients)
+	}
 	return clients, firstErr
 }
 
@@ -282,15 +286,45 @@ func (r *run) dial(ctx context.Context, u *url.URL, i int, loopback bool) (*clie
 		ws.Close()
 		return nil, err
 	}
-	select {
-	case <-c.ready:
-		return c, nil
-	case <-time.After(60 * time.Second):
-		ws.Close()
-		return nil, errors.New("no history after login within 60s")
-	case <-ctx.Done():
-		ws.Close()
-		return nil, ctx.Err()
+	return c, nil
+}
+
+// awaitReady waits until every client got its history after login.
+func awaitReady(ctx context.Context, clients []*client) error {
+	deadline := time.After(2 * time.Minute)
+	for i, c := range clients {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.ready:
+		case <-deadline:
+			return fmt.Errorf("client %d: no history within 2 minutes of the logins", i)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// awaitLists waits until every client holds the longest online list seen:
+// the pushes of the joins are over (10,000 lists of 600 KB take a while).
+func awaitLists(clients []*client) {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var longest, behind int64
+		for _, c := range clients {
+			if c != nil {
+				longest = max(longest, c.listLen.Load())
+			}
+		}
+		for _, c := range clients {
+			if c != nil && c.listLen.Load() < longest {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return
+		}
 	}
 }
 
@@ -320,7 +354,17 @@ func (r *run) read(c *client) {
 			}
 			return
 		}
+		// Read the start of the frame; only message lists are read whole
+		// (an online list of 10,000 members is 600 KB: skipped unread).
 		buf = buf[:0]
+		head := buf[:min(cap(buf), 64)]
+		n, _ := io.ReadFull(rd, head)
+		buf = head[:n]
+		if hasPrefix(buf, "setUserList;") {
+			rest, _ := io.Copy(io.Discard, rd)
+			c.listLen.Store(int64(n) + rest)
+			continue
+		}
 		for {
 			if len(buf) == cap(buf) {
 				buf = append(buf, 0)[:len(buf)]

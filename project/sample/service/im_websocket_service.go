@@ -36,10 +36,16 @@ const (
 	PathMessageList = "setMessageList"
 )
 
-// userListWindow bounds how often the online list is pushed: changes in a
-// burst (many logins) travel as one push of the newest list, at most this
-// long after the change.
-const userListWindow = 50 * time.Millisecond
+// The online list is pushed at most once per listInterval: a change in a
+// quiet room goes out at once, changes in a burst (many logins) ride along
+// with the next push. One push costs members² entries (10,000 members:
+// 10,000 lists of 600 KB each), so the interval grows with the square of
+// the room: 50 ms up to 700 members, 100 ms at 1,000, 1 s at 3,200, and at
+// most 10 s from 10,000.
+func listInterval(members int) time.Duration {
+	n := time.Duration(members)
+	return min(max(n*n*100, 50*time.Millisecond), 10*time.Second)
+}
 
 // Member is a registered nickname. Its id is the number of the connection
 // that registered it.
@@ -71,8 +77,9 @@ type ImWebsocketService struct {
 	nextMsgID  int64
 	listVer    uint64            // bumped on each change of the online list
 	sentVer    map[uint64]uint64 // fd → version of the list it last got
+	pending    map[uint64]bool   // logged in, waiting for the list and the history
 	lastPush   time.Time
-	pushTimer  *time.Timer
+	pushTimer  *time.Timer // the next push, when one is scheduled
 	membersMax int
 	historyMax int
 }
@@ -91,6 +98,7 @@ func New(hub dce.Hub) *ImWebsocketService {
 		byNick:     map[string]*Member{},
 		byID:       map[int64]*Member{},
 		sentVer:    map[uint64]uint64{},
+		pending:    map[uint64]bool{},
 		membersMax: Settings.MembersMax,
 		historyMax: max(1, Settings.HistoryMax),
 	}
@@ -137,15 +145,11 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string) (*Memb
 		return m, nil // already logged in as this member
 	}
 	s.sessions.Login(conn.FD(), m.ID)
+	// The newcomer gets the list, then the history, with the next list push
+	// (at once unless a burst of logins is going on); messages sent before
+	// that reach it through the history.
+	s.pending[conn.FD()] = true
 	s.listChanged()
-	// The newcomer gets the list now, then the history, before any later message.
-	s.sentVer[conn.FD()] = s.listVer
-	if msg, err := dce.NewMessage(PathUserList, s.onlineLocked(), dce.Latest); err == nil {
-		_ = conn.Send(msg)
-	}
-	if msg, err := dce.NewMessage(PathMessageList, s.historyLocked(), dce.Merge); err == nil {
-		_ = conn.Send(msg)
-	}
 	return m, nil
 }
 
@@ -181,7 +185,17 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Send(s.sessions.OnlineConns(), push)
+	to := s.sessions.OnlineConns()
+	if len(s.pending) > 0 {
+		ready := make([]uint64, 0, len(to))
+		for _, fd := range to {
+			if !s.pending[fd] {
+				ready = append(ready, fd)
+			}
+		}
+		to = ready
+	}
+	s.hub.Send(to, push)
 	return &msg, nil
 }
 
@@ -190,6 +204,7 @@ func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sentVer, conn.FD())
+	delete(s.pending, conn.FD())
 	if _, ok := s.sessions.Logout(conn.FD()); ok {
 		s.listChanged()
 	}
@@ -226,14 +241,13 @@ func (s *ImWebsocketService) historyLocked() []Message {
 	return append(out, s.history[:s.head]...)
 }
 
-// listChanged schedules the online list push: at once when none went out
-// within the window, else once at the end of the window (coalescing a burst).
+// listChanged pushes the online list now, or schedules the next push.
 func (s *ImWebsocketService) listChanged() {
 	s.listVer++
 	if s.pushTimer != nil {
-		return // a push is already scheduled and will carry this change
+		return // the scheduled push will carry this change
 	}
-	wait := userListWindow - time.Since(s.lastPush)
+	wait := listInterval(len(s.byID)) - time.Since(s.lastPush)
 	if wait <= 0 {
 		s.pushListLocked()
 		return
@@ -247,7 +261,7 @@ func (s *ImWebsocketService) listChanged() {
 }
 
 // pushListLocked sends the current list to each logged-in connection that
-// does not have it yet.
+// does not have it yet, then the history to the newcomers.
 func (s *ImWebsocketService) pushListLocked() {
 	s.lastPush = time.Now()
 	online := s.sessions.OnlineConns()
@@ -258,12 +272,20 @@ func (s *ImWebsocketService) pushListLocked() {
 			fds = append(fds, fd)
 		}
 	}
-	if len(fds) == 0 {
+	if len(fds) > 0 {
+		if msg, err := dce.NewMessage(PathUserList, s.onlineLocked(), dce.Latest); err == nil {
+			s.hub.Send(fds, msg)
+		}
+	}
+	if len(s.pending) == 0 {
 		return
 	}
-	msg, err := dce.NewMessage(PathUserList, s.onlineLocked(), dce.Latest)
-	if err != nil {
-		return
+	newcomers := make([]uint64, 0, len(s.pending))
+	for fd := range s.pending {
+		newcomers = append(newcomers, fd)
 	}
-	s.hub.Send(fds, msg)
+	clear(s.pending)
+	if msg, err := dce.NewMessage(PathMessageList, s.historyLocked(), dce.Merge); err == nil {
+		s.hub.Send(newcomers, msg)
+	}
 }
