@@ -149,6 +149,37 @@ var start = time.Now()
 // nanotime is a cheap monotonic clock.
 func nanotime() int64 { return int64(time.Since(start)) }
 
+// ping sends a keepalive ping. When no writer runs, the caller writes the
+// two bytes itself: pinging 10,000 idle connections starts no goroutine.
+func (c *conn) ping() {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if c.writing { // the writer sends it after what is queued
+		c.queue = append(c.queue, outgoing{kind: framePing})
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	err := c.writeVec(&net.Buffers{pingFrame})
+	c.mu.Lock()
+	c.writing = false
+	if len(c.queue) > 0 && !c.closing {
+		c.writing = true
+		c.startWriter()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.drop("write failed: " + err.Error())
+	}
+}
+
+var pingFrame = []byte{0x89, 0}
+
 // closeAfterQueue stops accepting messages, sends what is queued, then the
 // close frame (WebSocket) and closes.
 func (c *conn) closeAfterQueue(code int, reason string) {

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -186,12 +188,14 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastPing := time.Now()
+	var tidy tidier
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-tick.C:
 			h.now.Store(now.Unix())
+			tidy.check(now, h.stats.accepted.Load()+h.stats.closed.Load())
 			lim := h.limits()
 			if now.Sub(lastPing) < lim.PingInterval {
 				continue
@@ -206,7 +210,7 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 					c.drop("keepalive: no pong within " + lim.PongTimeout.String())
 					continue
 				}
-				c.enqueue(outgoing{kind: framePing})
+				c.ping()
 			}
 		}
 	}
@@ -273,6 +277,30 @@ func (h *Hub) flushDeferred() {
 			go c.writeLoop() // ends when its queue is empty
 		}
 		c.mu.Unlock()
+	}
+}
+
+// tidier returns memory to the system once a burst of connections has
+// settled: a join storm grows reader stacks (a login may encode a large
+// online list) and pools, and an idle server runs no GC that would shrink
+// them. After 256 or more connects and closes, and 5 s without any, it
+// runs two collections (stacks shrink by half in each, pools empty) and
+// hands free pages back.
+type tidier struct {
+	seen, tidied uint64    // connects+closes: last seen, at the last tidy
+	changed      time.Time // when seen last changed
+}
+
+func (t *tidier) check(now time.Time, churn uint64) {
+	if churn != t.seen {
+		t.seen, t.changed = churn, now
+		return
+	}
+	if churn-t.tidied >= 256 && now.Sub(t.changed) >= 5*time.Second {
+		t.tidied = churn
+		runtime.GC()
+		runtime.GC()
+		debug.FreeOSMemory()
 	}
 }
 

@@ -133,11 +133,27 @@ func (s *Server) readWebSocket(c *conn, ws *websocket.Conn, r *http.Request) {
 			s.putRead(bp, buf)
 			continue
 		}
-		s.dispatch(c, c, dce.WebSocket, buf, mt == websocket.BinaryMessage, &c.limit, func() {
-			c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded")
+		offStack(func() {
+			s.dispatch(c, c, dce.WebSocket, buf, mt == websocket.BinaryMessage, &c.limit, func() {
+				c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded")
+			})
 		})
 		s.putRead(bp, buf)
 	}
+}
+
+// offStack runs f on a fresh goroutine and waits for it. A connection's
+// reader spends its life parked in a read with a shallow stack; the request
+// itself (a controller may encode a large list) grows a stack that is
+// dropped when it ends, instead of staying with the idle reader: at 10,000
+// connections that is the difference between 4 and 8+ KiB each.
+func offStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 func (s *Server) putRead(bp *[]byte, buf []byte) {

@@ -71,14 +71,17 @@ type Result struct {
 	MaxMs           float64 `json:"max_ms"`
 	ServerRSSPerCon float64 `json:"server_rss_per_conn_kib"`
 	ServerRSSMiB    float64 `json:"server_rss_mib"`
-	ServerCPU       float64 `json:"server_cpu_percent"`
+	// ServerRSSHeldPerCon is the same at the end of a hold (-senders 0):
+	// the idle figure, once the server has tidied up after the joins.
+	ServerRSSHeldPerCon float64 `json:"server_rss_held_per_conn_kib"`
+	ServerCPU           float64 `json:"server_cpu_percent"`
 }
 
 type client struct {
 	id       string
 	ws       *websocket.Conn
 	ready    chan struct{}
-	listLen  atomic.Int64 // bytes of the last online list received
+	listLen  atomic.Int64  // bytes of the last online list received
 	inFlight chan struct{} // window of a sender in as-fast-as-possible mode
 	sendMu   sync.Mutex
 }
@@ -156,6 +159,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	stopProgress := r.progress(&sent)
+	if res.Mode == "chat" && o.Senders == 0 { // hold the connections, counting drops
+		<-sendCtx.Done()
+		if held, ok := r.status(); ok && okAfter {
+			res.ServerRSSHeldPerCon = (float64(held.Memory["rss_bytes"]) - float64(before.Memory["rss_bytes"])) / 1024 / float64(res.Connected)
+		}
+	}
 	wg.Wait()
 	sendEnd := time.Now()
 	res.Sent = sent.Load()
@@ -173,6 +182,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		elapsed = max(sendEnd.Sub(r.start), r.hist.lastAt().Sub(r.start))
 	}
 	stopProgress()
+	r.counting.Store(false) // closing our own clients is no drop
 	end, okEnd := r.status()
 	res.Received = r.received.Load()
 	res.Lost = max(0, res.Expected-res.Received)
@@ -612,6 +622,9 @@ func (res Result) Table() string {
 	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\t\n", k, v) }
 	row("mode", res.Mode)
 	row("clients connected", fmt.Sprintf("%d / %d in %.2f s", res.Connected, res.Clients, res.ConnectS))
+	if res.Mode == "chat" && res.Senders == 0 {
+		row("held", fmt.Sprintf("%.0f s, no sender", res.DurationS))
+	}
 	if res.Mode == "chat" {
 		rate := "as fast as possible"
 		if res.Rate > 0 {
@@ -630,6 +643,9 @@ func (res Result) Table() string {
 	row("latency max", fmt.Sprintf("%.2f ms", res.MaxMs))
 	if res.ServerRSSMiB > 0 {
 		row("server RSS", fmt.Sprintf("%.1f MiB, %.1f KiB per connection", res.ServerRSSMiB, res.ServerRSSPerCon))
+		if res.ServerRSSHeldPerCon > 0 {
+			row("server RSS at the end of the hold", fmt.Sprintf("%.1f KiB per connection", res.ServerRSSHeldPerCon))
+		}
 		row("server CPU", fmt.Sprintf("%.0f %% (of one core)", res.ServerCPU))
 	}
 	w.Flush()
