@@ -121,9 +121,13 @@ func (c *conn) enqueue(o outgoing) bool {
 	switch {
 	case !c.writing:
 		c.writing = true
-		c.startWriter()
-	case c.deferred && len(c.queue) >= c.hub.limits().SendQueue/2:
-		c.deferred = false // filling up: write now rather than at the tick
+		if o.hasID { // a reply is never held back
+			go c.writeLoop()
+		} else {
+			c.startWriter()
+		}
+	case c.deferred && (o.hasID || len(c.queue) >= c.hub.limits().SendQueue/2):
+		c.deferred = false // a reply, or filling up: write now rather than at the tick
 		go c.writeLoop()
 	}
 	c.mu.Unlock()

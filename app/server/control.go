@@ -39,6 +39,7 @@ type Status struct {
 	Requests      uint64            `json:"requests"`
 	Pushes        uint64            `json:"pushes"`
 	Goroutines    int               `json:"goroutines"`
+	OpenFiles     int               `json:"open_files"`
 	Memory        map[string]uint64 `json:"memory"`
 	CPUSeconds    float64           `json:"cpu_seconds"`
 }
@@ -70,6 +71,7 @@ func (s *Server) Status() Status {
 		Requests:      s.hub.stats.requests.Load(),
 		Pushes:        s.hub.stats.pushes.Load(),
 		Goroutines:    runtime.NumGoroutine(),
+		OpenFiles:     openFiles(),
 		Memory: map[string]uint64{
 			"rss_bytes":        rss(),
 			"heap_alloc_bytes": ms.HeapAlloc,
@@ -79,6 +81,15 @@ func (s *Server) Status() Status {
 		},
 		CPUSeconds: cpu,
 	}
+}
+
+// openFiles counts this process's file descriptors (-1 where /proc is missing).
+func openFiles() int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(entries)
 }
 
 // rss reads the resident set size from /proc (0 elsewhere).

@@ -47,6 +47,8 @@ type ServerStatus struct {
 	Connections map[string]int    `json:"connections"`
 	Memory      map[string]uint64 `json:"memory"`
 	CPUSeconds  float64           `json:"cpu_seconds"`
+	Goroutines  int               `json:"goroutines"`
+	OpenFiles   int               `json:"open_files"`
 }
 
 // Result of one run; JSON field names are stable for scripts.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,7 +20,8 @@ func init() {
 }
 
 // runBench: ./dce websocket bench [-clients 1000] [-senders 10] [-rate 20]
-// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr] [-url ws://...] [-json]
+// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|soak] [-churn N]
+// [-url ws://...] [-json]
 func runBench(c *dce.Context) error {
 	cfg := config.Current()
 	o := bench.Options{
@@ -61,12 +63,15 @@ func runBench(c *dce.Context) error {
 		o.URL = v
 	}
 	if v, ok := c.Arg("mode"); ok {
-		if v != "chat" && v != "rr" {
-			return dce.Fail(400, "-mode: want chat or rr, got %q", v)
+		if v != "chat" && v != "rr" && v != "soak" {
+			return dce.Fail(400, "-mode: want chat, rr or soak, got %q", v)
 		}
 		o.Mode = v
 	}
 	_, asJSON := c.Arg("json")
+	if o.Mode == "soak" {
+		return soak(c, o, asJSON)
+	}
 	if asJSON {
 		o.Progress = nil
 	}
@@ -78,6 +83,33 @@ func runBench(c *dce.Context) error {
 	}
 	if asJSON {
 		c.SetBody(res.JSON() + "\n")
+	} else {
+		c.SetBody(res.Table())
+	}
+	return nil
+}
+
+// soak: ./dce websocket bench -mode soak -clients 5000 -churn 50 -duration 10m
+func soak(c *dce.Context, o bench.Options, asJSON bool) error {
+	so := bench.SoakOptions{URL: o.URL, Clients: o.Clients, Duration: o.Duration, Status: o.Status, Churn: float64(o.Clients) / 60}
+	if v, ok := c.Arg("churn"); ok {
+		var err error
+		if so.Churn, err = strconv.ParseFloat(v, 64); err != nil || so.Churn <= 0 {
+			return dce.Fail(400, "-churn: want sessions ended per second, got %q", v)
+		}
+	}
+	if !asJSON {
+		so.Progress = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format, args...) }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
+	defer cancel()
+	res, err := bench.Soak(ctx, so)
+	if err != nil {
+		return dce.Fail(500, "soak: %v", err)
+	}
+	if asJSON {
+		b, _ := json.Marshal(res)
+		c.SetBody(string(b) + "\n")
 	} else {
 		c.SetBody(res.Table())
 	}
