@@ -19,7 +19,10 @@ import (
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			s := servertest.Start(b, root(b), []string{"srvtest"}, func(c *config.Config) { c.Websocket.RateLimit = 0 })
+			s := servertest.Start(b, root(b), []string{"srvtest"}, func(c *config.Config) {
+				c.Websocket.RateLimit = 0
+				c.Websocket.WriteCoalesce = 0 // one broadcast at a time: measure the fan-out, not the spacing
+			})
 			var got atomic.Int64
 			var wg sync.WaitGroup
 			clients := make([]*websocket.Conn, n)
