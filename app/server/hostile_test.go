@@ -135,8 +135,8 @@ func TestFloodKeepsOthersFast(t *testing.T) {
 		<-done
 	}
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	if med := rtts[len(rtts)/2]; med > 50*time.Millisecond {
-		t.Errorf("median round trip %v under flood; want under 50 ms (all: %v)", med, rtts)
+	if med := rtts[len(rtts)/2]; med > 100*time.Millisecond {
+		t.Errorf("median round trip %v under flood; want under 100 ms (all: %v)", med, rtts)
 	}
 }
 
