@@ -247,7 +247,7 @@ func (s *ImWebsocketService) listChanged() {
 	if s.pushTimer != nil {
 		return // the scheduled push will carry this change
 	}
-	wait := listInterval(len(s.byID)) - time.Since(s.lastPush)
+	wait := listInterval(len(s.sessions.Online())) - time.Since(s.lastPush)
 	if wait <= 0 {
 		s.pushListLocked()
 		return
