@@ -25,9 +25,13 @@ func Parse(argv []string) (Args, error) {
 	var words []string
 	for ; i < len(argv) && !isOption(argv[i]); i++ {
 		for _, w := range strings.Split(argv[i], "/") {
-			if w = strings.TrimSpace(w); w != "" {
-				words = append(words, w)
+			if w = strings.TrimSpace(w); w == "" {
+				continue
 			}
+			if strings.HasPrefix(w, "-") {
+				return Args{}, fmt.Errorf("path segment %q of %q starts with '-'", w, argv[i])
+			}
+			words = append(words, w)
 		}
 	}
 	a.Path = strings.Join(words, "/")

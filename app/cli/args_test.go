@@ -28,6 +28,7 @@ func TestParse(t *testing.T) {
 		{[]string{"a", "-k", "v", "stray"}, "", nil, `unexpected word "stray"`},
 		{[]string{"a", "-=v"}, "", nil, "has no name"},
 		{[]string{"a", "--"}, "", nil, "has no name"},
+		{[]string{"a/-x"}, "", nil, "starts with '-'"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.argv, " "), func(t *testing.T) {

@@ -321,10 +321,10 @@ func (t *Tree) Exact(path, transport string) (n *Node, exists bool) {
 // the path exists for some other method.
 func (t *Tree) Find(path, method string) (n *Node, exists bool) {
 	segs := split(path)
-	if n := find(t.Roots, segs, method); n != nil {
+	if n := find(t.Roots, segs, func(n *Node) bool { return n.Allows(method) }); n != nil {
 		return n, true
 	}
-	return nil, find(t.Roots, segs, "") != nil
+	return nil, find(t.Roots, segs, func(*Node) bool { return true }) != nil
 }
 
 func split(path string) []string {
@@ -337,20 +337,18 @@ func split(path string) []string {
 	return segs
 }
 
-func routable(n *Node, method string) bool {
-	return !n.Auto() && (method == "" || n.Allows(method))
-}
-
-func find(children []*Node, segs []string, method string) *Node {
+// find walks the tree; ok says whether a node's methods fit.
+func find(children []*Node, segs []string, ok func(*Node) bool) *Node {
+	routable := func(n *Node) bool { return !n.Auto() && ok(n) }
 	if len(segs) > 0 {
 		for _, c := range children {
 			if c.segment != segs[0] {
 				continue
 			}
-			if len(segs) == 1 && routable(c, method) {
+			if len(segs) == 1 && routable(c) {
 				return c
 			}
-			if n := find(c.Children, segs[1:], method); n != nil {
+			if n := find(c.Children, segs[1:], ok); n != nil {
 				return n
 			}
 		}
@@ -359,10 +357,10 @@ func find(children []*Node, segs []string, method string) *Node {
 		if !c.Omissible {
 			continue
 		}
-		if len(segs) == 0 && routable(c, method) {
+		if len(segs) == 0 && routable(c) {
 			return c
 		}
-		if n := find(c.Children, segs, method); n != nil {
+		if n := find(c.Children, segs, ok); n != nil {
 			return n
 		}
 	}
