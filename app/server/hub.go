@@ -90,13 +90,6 @@ func (h *Hub) reserve() bool {
 // release gives a slot back: the connection closed or never opened.
 func (h *Hub) release() { h.slots.Add(-1) }
 
-// count returns the number of live connections.
-func (h *Hub) count() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.conns)
-}
-
 func newSessionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

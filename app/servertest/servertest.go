@@ -166,21 +166,6 @@ func (c *WS) ExpectPrefix(prefix string) string {
 	return got
 }
 
-// Quiet requires that no frame arrives for d.
-func (c *WS) Quiet(d time.Duration) {
-	c.t.Helper()
-	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
-	_, b, err := c.Conn.ReadMessage()
-	if err == nil {
-		c.t.Fatalf("unexpected frame %s", b)
-	}
-	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-		c.t.Fatalf("connection ended while waiting in silence: %v", err)
-	}
-	// A read deadline poisons a gorilla connection: reconnecting is the
-	// caller's business, so Quiet is for the end of a conversation.
-}
-
 // CloseCode waits for the connection to end and returns the close code
 // (websocket.CloseAbnormalClosure when there was no close frame).
 func (c *WS) CloseCode() int {
