@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -184,5 +185,60 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 	}
 	if st, _ := server.Control(dir, "status"); !strings.Contains(st, "connections") {
 		t.Errorf("the owner cannot use the control socket: %q", st)
+	}
+}
+
+// TestStopDuringBroadcast: shutting down while broadcasts are queued
+// flushes them, and every client gets close 1001.
+func TestStopDuringBroadcast(t *testing.T) {
+	s := start(t, func(c *config.Config) { c.Websocket.RateLimit = 0 })
+	addr := s.HTTPAddrs()[0]
+	const n = 20
+	counts := make(chan [2]int, n)
+	for i := 0; i < n; i++ {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() {
+			got, code := 0, 0
+			for {
+				_ = c.SetReadDeadline(time.Now().Add(servertest.Timeout))
+				_, b, err := c.ReadMessage()
+				if err != nil {
+					if ce, ok := err.(*websocket.CloseError); ok {
+						code = ce.Code
+					}
+					break
+				}
+				if strings.HasPrefix(string(b), "broadcast;") {
+					got++
+				}
+			}
+			counts <- [2]int{got, code}
+		}()
+	}
+	for s.Status().Connections["websocket"] < n {
+		time.Sleep(time.Millisecond)
+	}
+	sender := servertest.DialWS(t, addr)
+	for i := 0; i < 300; i++ {
+		sender.Send(fmt.Sprintf(`srvtest/pushall;{"i":%d}`, i))
+	}
+	time.Sleep(20 * time.Millisecond) // stop while pushes are still on their way
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := 1<<30, 0
+	for i := 0; i < n; i++ {
+		r := <-counts
+		if r[1] != websocket.CloseGoingAway {
+			t.Errorf("a client ended with close %d; want 1001", r[1])
+		}
+		lo, hi = min(lo, r[0]), max(hi, r[0])
+	}
+	if lo == 0 || hi-lo > 1 {
+		t.Errorf("clients got between %d and %d broadcasts; want each what was queued (the same, give or take the one in flight)", lo, hi)
 	}
 }
