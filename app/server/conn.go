@@ -24,12 +24,12 @@ type conn struct {
 	sid       string
 	transport string
 	remote    string
-	nc        net.Conn // raw connection; writes go through writeVec
-	lock      *sync.Mutex
+	nc        net.Conn    // raw connection; writes go through writeVec
+	lock      *sync.Mutex // WebSocket: shared with gorilla's control-frame writes; nil for TCP
 	codec     dce.Codec
 	text      bool         // codec is the standard TextCodec: bodies may be written without copying
 	lastSeen  atomic.Int64 // coarse unix seconds of the last frame read
-	limit     limiter
+	limit     limiter      // message rate; used by the reader only
 
 	mu        sync.Mutex // guards the fields below
 	queue     []outgoing
@@ -148,10 +148,10 @@ func (c *conn) startWriter() {
 	go c.writeLoop() // ends when the queue is empty
 }
 
-var start = time.Now()
+var clockStart = time.Now()
 
 // nanotime is a cheap monotonic clock.
-func nanotime() int64 { return int64(time.Since(start)) }
+func nanotime() int64 { return int64(time.Since(clockStart)) }
 
 // ping sends a keepalive ping. When no writer runs, the caller writes the
 // two bytes itself: pinging 10,000 idle connections starts no goroutine.
