@@ -211,7 +211,7 @@ func TestPushAllTransports(t *testing.T) {
 	a := servertest.DialWS(t, s.HTTPAddrs()[0])
 	b := servertest.DialWS(t, s.HTTPAddrs()[1]) // an extra port
 	tc := servertest.DialTCP(t, servertest.Sock(t, s, "tcp"))
-	tc.Send(`:1;`) // make sure the TCP connection is registered
+	tc.Send(`:1;`) // the TCP connection is registered once it answers
 	tc.ExpectPrefix(`:1;`)
 	a.Send(`srvtest/pushall;{"hello":"all"}`)
 	for _, c := range []*servertest.WS{a, b} {

@@ -31,10 +31,12 @@ func (l *lockedConn) Write(p []byte) (int, error) {
 	return l.Conn.Write(p)
 }
 
-// hijacker hands gorilla a lockedConn instead of the raw connection.
+// hijacker hands gorilla a lockedConn instead of the raw connection, and
+// reports the connection before gorilla writes the 101 response.
 type hijacker struct {
 	http.ResponseWriter
-	conn *lockedConn
+	conn     *lockedConn
+	onHijack func(*lockedConn)
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -47,6 +49,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.conn = &lockedConn{Conn: nc}
+	h.onHijack(h.conn)
 	return h.conn, brw, nil
 }
 
@@ -78,14 +81,31 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
-	hj := &hijacker{ResponseWriter: w}
+	// The connection joins the hub before the 101 response goes out, so a
+	// client that has connected is in every later broadcast; its writer is
+	// held (writing) until the response is written.
+	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, codec: s.codec, text: s.text, writing: true}
+	hj := &hijacker{ResponseWriter: w, onHijack: func(lc *lockedConn) {
+		c.nc, c.lock = lc.Conn, &lc.mu
+		s.hub.add(c)
+	}}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
-		s.hub.release()
-		return // the upgrader answered with the HTTP error
+		if hj.conn == nil {
+			s.hub.release() // refused before the hijack: the upgrader answered
+			return
+		}
+		s.hub.remove(c)
+		s.hub.sessions.Close(c.fd)
+		return
 	}
-	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, nc: hj.conn.Conn, lock: &hj.conn.mu, codec: s.codec, text: s.text}
-	s.hub.add(c)
+	c.mu.Lock()
+	c.writing = false
+	if len(c.queue) > 0 {
+		c.writing = true
+		c.startWriter()
+	}
+	c.mu.Unlock()
 	if !s.goTracked(func() { s.readWebSocket(c, ws, r) }) {
 		s.closed(c, "server shutting down")
 	}
