@@ -7,7 +7,6 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"dce/app/internal/projects"
+	"dce/app/servertest"
 )
 
 // TestProjectsCompiledIn fails when a project folder with Go code is not
@@ -89,7 +89,7 @@ func copyApp(t *testing.T) (dir string, ports []int) {
 		}
 	}
 	for i := 0; i < 4; i++ {
-		ports = append(ports, freePort(t))
+		ports = append(ports, servertest.FreePort(t))
 	}
 	cfg := fmt.Sprintf(`websocket:
   host: 127.0.0.1
@@ -106,15 +106,6 @@ func copyApp(t *testing.T) (dir string, ports []int) {
 		t.Fatal(err)
 	}
 	return dir, ports
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // dce runs ./dce from another working folder, as users may.

@@ -274,10 +274,11 @@ func (a *app) runNode(args Args) int {
 	}
 	out := a.Stdout
 	c.ReplyFunc = func(_ string, data any) error {
-		b, err := json.MarshalIndent(data, "", "  ")
 		if s, ok := data.(string); ok {
-			b = []byte(s)
+			_, err := fmt.Fprintln(out, s)
+			return err
 		}
+		b, err := json.MarshalIndent(data, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -338,7 +339,7 @@ func (a *app) start(Args) int {
 		return a.fail(ExitUsage, "%v", err)
 	}
 	level := new(slog.LevelVar)
-	level.Set(levelOf(cfg.Log.Level))
+	level.Set(cfg.Log.SlogLevel())
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(a.Stderr, opts)
 	if cfg.Log.Format == "json" {
@@ -389,10 +390,4 @@ func (a *app) start(Args) int {
 			}
 		}
 	}
-}
-
-func levelOf(s string) slog.Level {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(s))
-	return l
 }

@@ -36,7 +36,7 @@ func run(t *testing.T, root string, argv ...string) (code int, stdout, stderr st
 	return code, out.String(), errb.String()
 }
 
-func TestMain(t *testing.T) {
+func TestCommands(t *testing.T) {
 	root := filepath.Join("testdata", "root")
 	tests := []struct {
 		argv     []string

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // MaxID is the largest request ID accepted: IDs must survive a round trip
@@ -91,7 +92,7 @@ func truncate(b []byte, n int) string {
 // holds, or an empty map for anything else ("", "undefined", invalid JSON,
 // a bare number or string).
 func Data(payload string) any {
-	p := trimSpace(payload)
+	p := strings.TrimLeft(payload, " \t\r\n")
 	if len(p) > 0 && (p[0] == '{' || p[0] == '[') {
 		var v any
 		if json.Unmarshal([]byte(p), &v) == nil {
@@ -99,13 +100,6 @@ func Data(payload string) any {
 		}
 	}
 	return map[string]any{}
-}
-
-func trimSpace(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == '\r' || s[0] == '\n') {
-		s = s[1:]
-	}
-	return s
 }
 
 // Body encodes outgoing data: a string or []byte as is, anything else as

@@ -21,9 +21,9 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +47,13 @@ type Log struct {
 	Level  string `mapstructure:"level"`  // debug, info, warn or error
 	Format string `mapstructure:"format"` // text or json
 	Access bool   `mapstructure:"access"` // one line per connect, close, request and response
+}
+
+// SlogLevel is Level as a log/slog level (validated by Load).
+func (l Log) SlogLevel() slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level))
+	return level
 }
 
 // Websocket configures the server of `./dce websocket start`.
@@ -218,16 +225,4 @@ func Register(project, key string, ptr any) {
 		panic(fmt.Sprintf("config.Register(%q, %q): already registered by project %q", project, key, s.owner))
 	}
 	sections[key] = section{owner: project, ptr: ptr}
-}
-
-// Sections lists the registered project sections, sorted.
-func Sections() []string {
-	sectionsMu.Lock()
-	defer sectionsMu.Unlock()
-	keys := make([]string, 0, len(sections))
-	for k := range sections {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

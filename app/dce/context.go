@@ -174,11 +174,3 @@ func (c *Context) Arg(name string) (string, bool) {
 	}
 	return vs[len(vs)-1], true
 }
-
-// Project is the name of the node's project.
-func (c *Context) Project() string {
-	if c.Node == nil {
-		return ""
-	}
-	return c.Node.Project
-}

@@ -95,20 +95,6 @@ func Lookup(project, ref string) (Action, error) {
 	return a, nil
 }
 
-// Controllers lists registered controllers as "project/Controller->action", sorted.
-func Controllers() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	var out []string
-	for key, actions := range controllers {
-		for a := range actions {
-			out = append(out, key+"->"+a)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // RegisterServer makes a custom server type selectable with
 // `websocket.service: NAME`. newServer returns a value implementing any of
 // the hook interfaces (BeforeStarter, OnOpener, OnConnecter, OnCloser,

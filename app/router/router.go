@@ -5,7 +5,6 @@ package router
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"runtime/debug"
 	"strings"
@@ -94,12 +93,5 @@ func (rt *Router) Call(c *dce.Context) (internal error) {
 	default:
 		c.SetResult(dce.FailStatus(500, InternalMessage))
 		return fmt.Errorf("%s (%s): %w", c.Node.Path, c.Node.Controller, err)
-	}
-}
-
-// LogInternal logs an error returned by Call.
-func LogInternal(log *slog.Logger, err error) {
-	if err != nil {
-		log.Error("request failed", "err", err.Error())
 	}
 }

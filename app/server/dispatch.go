@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"time"
 
 	"dce/app/codec"
@@ -145,7 +146,7 @@ func (s *Server) closed(c *conn, why string) {
 // from an ordinary close.
 func isProblem(reason string) bool {
 	for _, p := range []string{"send queue full", "keepalive", "rate limit", "write failed"} {
-		if len(reason) >= len(p) && reason[:len(p)] == p {
+		if strings.HasPrefix(reason, p) {
 			return true
 		}
 	}

@@ -296,7 +296,7 @@ func (s *Server) Reload() (string, error) {
 	lim := cfg.Websocket
 	s.hub.lim.Store(&lim)
 	if s.levelVar != nil {
-		s.levelVar.Set(parseLevel(cfg.Log.Level))
+		s.levelVar.Set(cfg.Log.SlogLevel())
 	}
 	msg := fmt.Sprintf("reloaded %d nodes", len(rt.Tree.Nodes()))
 	if !sameListeners(old.Websocket, cfg.Websocket) {
@@ -309,12 +309,6 @@ func (s *Server) Reload() (string, error) {
 func sameListeners(a, b config.Websocket) bool {
 	return fmt.Sprint(a.Addrs(), a.EnableTCPPorts, a.Service, a.APIHost, a.APIPort, a.APIPassword) ==
 		fmt.Sprint(b.Addrs(), b.EnableTCPPorts, b.Service, b.APIHost, b.APIPort, b.APIPassword)
-}
-
-func parseLevel(s string) slog.Level {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(s))
-	return l
 }
 
 // access reports whether access logging is on.

@@ -643,7 +643,7 @@ func TestControlSocket(t *testing.T) {
 func TestAPI(t *testing.T) {
 	s := start(t, func(c *config.Config) {
 		c.Websocket.APIHost, c.Websocket.APIPassword = "127.0.0.1", "s3cret"
-		c.Websocket.APIPort = freePort(t)
+		c.Websocket.APIPort = servertest.FreePort(t)
 	})
 	c := servertest.DialWS(t, s.HTTPAddrs()[0])
 	c.Send(`:1;`)
@@ -670,13 +670,4 @@ func TestAPI(t *testing.T) {
 		t.Errorf("right password: %d; want 200", code)
 	}
 	c.Expect(`news;{"n":1}`)
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
