@@ -33,12 +33,13 @@ type conn struct {
 
 	mu        sync.Mutex // guards the fields below
 	queue     []outgoing
-	lastWrite int64  // nanotime of the last batch written
-	writing   bool   // a writer goroutine is running, or deferred
-	deferred  bool   // the writer waits for the hub's flusher
-	closing   bool   // no more messages are accepted
-	closeCode int    // WebSocket close code sent after the queue (0: none)
-	reason    string // why it closes, for the log
+	lastWrite int64       // nanotime of the last batch written
+	writing   bool        // a writer goroutine is running, or deferred
+	deferred  bool        // the writer waits for timer
+	timer     *time.Timer // starts a deferred writer; made at the first deferral
+	closing   bool        // no more messages are accepted
+	closeCode int         // WebSocket close code sent after the queue (0: none)
+	reason    string      // why it closes, for the log
 }
 
 // outgoing is one queued frame.
@@ -127,7 +128,7 @@ func (c *conn) enqueue(o outgoing) bool {
 			c.startWriter()
 		}
 	case c.deferred && (o.hasID || len(c.queue) >= c.hub.limits().SendQueue/2):
-		c.deferred = false // a reply, or filling up: write now rather than at the tick
+		c.deferred = false // a reply, or filling up: write now rather than after the gap
 		go c.writeLoop()
 	}
 	c.mu.Unlock()
@@ -136,16 +137,37 @@ func (c *conn) enqueue(o outgoing) bool {
 }
 
 // startWriter starts the writer goroutine (c.mu held). A connection that was
-// written to less than write_coalesce ago is handed to the hub's flusher,
-// which starts its writer at the next tick: under load several messages
-// then share one write (and one frame when they merge), while an idle
-// connection is still written at once.
+// written to less than the coalescing gap ago is written when the gap has
+// passed, by its own timer: under load several messages then share one
+// write (and one frame when they merge), while an idle connection is still
+// written at once. Each connection keeps its own rhythm, so the writes of
+// 10,000 connections spread over the gap instead of bunching at one tick.
 func (c *conn) startWriter() {
-	if gap := c.hub.coalesce(); gap > 0 && nanotime()-c.lastWrite < int64(gap) && c.hub.deferWrite(c) {
-		c.deferred = true
-		return
+	if gap := c.hub.coalesce(); gap > 0 {
+		if wait := c.lastWrite + int64(gap) - nanotime(); wait > 0 {
+			c.deferred = true
+			if c.timer == nil {
+				c.timer = time.AfterFunc(time.Duration(wait), c.writeDeferred)
+			} else {
+				c.timer.Reset(time.Duration(wait))
+			}
+			return
+		}
 	}
 	go c.writeLoop() // ends when the queue is empty
+}
+
+// writeDeferred runs on the timer's goroutine: it writes what waited,
+// unless a reply, a full queue or a close already started the writer.
+func (c *conn) writeDeferred() {
+	c.mu.Lock()
+	if !c.deferred {
+		c.mu.Unlock()
+		return
+	}
+	c.deferred = false
+	c.mu.Unlock()
+	c.writeLoop()
 }
 
 var clockStart = time.Now()
@@ -194,8 +216,12 @@ func (c *conn) closeAfterQueue(code int, reason string) {
 	}
 	c.closing, c.closeCode, c.reason = true, code, reason
 	c.queue = append(c.queue, outgoing{kind: frameClose})
-	if !c.writing {
+	switch {
+	case !c.writing:
 		c.writing = true
+		go c.writeLoop()
+	case c.deferred: // closing does not wait for the gap
+		c.deferred = false
 		go c.writeLoop()
 	}
 	c.mu.Unlock()

@@ -32,10 +32,7 @@ type Hub struct {
 	now      atomic.Int64 // coarse clock, unix seconds, ticked by keepalive
 	slots    atomic.Int64 // connections open or being opened, for max_connections
 
-	dmu      sync.Mutex // guards deferred and draining; taken after conn.mu
-	deferred []*conn    // connections whose writer starts at the next flusher tick
-	draining bool       // shutting down: nothing is deferred any more
-	stats    stats
+	stats stats
 }
 
 type stats struct {
@@ -210,67 +207,16 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 }
 
 // coalesce is the least time between two writes to one busy connection:
-// write_coalesce, widened by 5 µs per open connection so that a broadcast
-// storm costs at most about 200,000 writes a second (10,000 connections:
-// 50 ms; measured best on 2 cores, see README "Performance"). 0 when
-// write_coalesce is 0.
+// write_coalesce, widened by 11 µs per open connection so that a broadcast
+// storm costs at most about 90,000 writes a second, a budget two shared
+// cores keep up with (10,000 connections: 110 ms; 5, 10, 11, 12 and 15 µs
+// measured, see README "Performance"). 0 when write_coalesce is 0.
 func (h *Hub) coalesce() time.Duration {
 	gap := h.limits().WriteCoalesce
 	if gap <= 0 {
 		return 0
 	}
-	return max(gap, time.Duration(h.slots.Load())*5*time.Microsecond)
-}
-
-// deferWrite queues c for the flusher; false when shutting down (the caller
-// then starts the writer itself).
-func (h *Hub) deferWrite(c *conn) bool {
-	h.dmu.Lock()
-	defer h.dmu.Unlock()
-	if h.draining {
-		return false
-	}
-	h.deferred = append(h.deferred, c)
-	return true
-}
-
-// flusher starts the writers of deferred connections every write_coalesce.
-// When stop closes it flushes what is left and returns; from then on
-// writers start at once.
-func (h *Hub) flusher(stop <-chan struct{}) {
-	for {
-		gap := h.coalesce()
-		if gap <= 0 {
-			gap = 10 * time.Millisecond // off: still drain what a reload left
-		}
-		t := time.NewTimer(gap)
-		select {
-		case <-stop:
-			t.Stop()
-			h.dmu.Lock()
-			h.draining = true
-			h.dmu.Unlock()
-			h.flushDeferred()
-			return
-		case <-t.C:
-			h.flushDeferred()
-		}
-	}
-}
-
-func (h *Hub) flushDeferred() {
-	h.dmu.Lock()
-	list := h.deferred
-	h.deferred = nil
-	h.dmu.Unlock()
-	for _, c := range list {
-		c.mu.Lock()
-		if c.deferred { // not started early because its queue filled up
-			c.deferred = false
-			go c.writeLoop() // ends when its queue is empty
-		}
-		c.mu.Unlock()
-	}
+	return max(gap, time.Duration(h.slots.Load())*11*time.Microsecond)
 }
 
 // tidier returns memory to the system once a burst of connections has

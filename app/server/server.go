@@ -196,7 +196,6 @@ func (s *Server) Start() (err error) {
 	}
 	s.started = time.Now()
 	s.goTracked(func() { s.hub.keepalive(s.stop) })
-	s.goTracked(func() { s.hub.flusher(s.stop) })
 	s.log.Info("Websocket server started with: " + strings.Join(s.httpAddr, ", ") + ".")
 	for _, a := range s.sockAddr {
 		kind, addr, _ := strings.Cut(a, "://")

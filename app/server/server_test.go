@@ -53,6 +53,9 @@ const nodes = `
 - path: login
   methods: [websocket]
   controller: T->login
+- path: merge
+  methods: [websocket]
+  controller: T->merge
 - path: wsonly
   methods: [websocket]
   controller: T->echo
@@ -141,6 +144,13 @@ func init() {
 				_ = c.Conn.Push("n", i)
 			}
 			return nil
+		},
+		"merge": func(c *dce.Context) error { // one Merge-mode push of the request's array
+			m, err := dce.NewMessage("list", c.Data, dce.Merge)
+			if err != nil {
+				return err
+			}
+			return c.Conn.Send(m)
 		},
 		"login": func(c *dce.Context) error {
 			sessionsMu.Lock()
@@ -452,6 +462,36 @@ func TestGracefulStop(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", s.HTTPAddrs()[0], time.Second); err == nil {
 		t.Error("still accepting after shutdown")
+	}
+}
+
+// Write coalescing: an idle connection is written at once; what comes
+// within write_coalesce of that write waits for the gap and travels as one
+// merged frame; a stop does not wait for the gap.
+func TestWriteCoalescing(t *testing.T) {
+	const gap = time.Second
+	s := start(t, func(c *config.Config) { c.Websocket.WriteCoalesce = gap })
+	c := servertest.DialWS(t, s.HTTPAddrs()[0])
+	c.Send(`srvtest/merge;[1]`)
+	c.Expect(`list;[1]`)
+	first := time.Now()
+	time.Sleep(50 * time.Millisecond) // the writer has ended: the next message starts a new write
+	c.Send(`srvtest/merge;[2]`)
+	c.Send(`srvtest/merge;[3]`)
+	c.Expect(`list;[2,3]`)
+	if waited := time.Since(first); waited < gap*8/10 {
+		t.Errorf("second write %v after the first; want it held for write_coalesce (%v)", waited, gap)
+	}
+	c.Send(`srvtest/merge;[4]`) // held for the gap again
+	time.Sleep(50 * time.Millisecond)
+	stopAt := time.Now()
+	go func() { _ = s.Shutdown(context.Background()) }()
+	c.Expect(`list;[4]`)
+	if code := c.CloseCode(); code != websocket.CloseGoingAway {
+		t.Errorf("close %d; want 1001", code)
+	}
+	if took := time.Since(stopAt); took >= gap*8/10 {
+		t.Errorf("the held message and the close came %v after the stop; a stop should not wait for the gap", took)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -21,7 +22,7 @@ func init() {
 
 // runBench: ./dce websocket bench [-clients 1000] [-senders 10] [-rate 20]
 // [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|soak] [-churn N]
-// [-url ws://...] [-json]
+// [-url ws://...] [-json] [-cpuprofile FILE]
 func runBench(c *dce.Context) error {
 	cfg := config.Current()
 	o := bench.Options{
@@ -69,6 +70,17 @@ func runBench(c *dce.Context) error {
 		o.Mode = v
 	}
 	_, asJSON := c.Arg("json")
+	if v, ok := c.Arg("cpuprofile"); ok { // the load tool's own profile: is it the bottleneck?
+		f, err := os.Create(v)
+		if err != nil {
+			return dce.Fail(400, "-cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return dce.Fail(500, "-cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.Mode == "soak" {
 		return soak(c, o, asJSON)
 	}
