@@ -171,15 +171,17 @@ func (h *Hub) snapshot() []*conn {
 	return out
 }
 
-// keepalive ticks the coarse clock every second and, every ping interval,
-// pings each WebSocket and drops those silent for longer than the pong
-// timeout. It returns when stop is closed.
+// keepalive ticks the coarse clock every second and pings each WebSocket
+// once per ping interval, dropping those silent for longer than the pong
+// timeout. The pings are spread over the interval (each second, the
+// connections whose number falls in that second's slice), so 10,000
+// connections cost 400 pings a second rather than one storm that delays
+// every broadcast. It returns when stop is closed.
 func (h *Hub) keepalive(stop <-chan struct{}) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	lastPing := time.Now()
 	var tidy tidier
-	for {
+	for n := uint64(0); ; n++ {
 		select {
 		case <-stop:
 			return
@@ -187,15 +189,9 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 			h.now.Store(now.Unix())
 			tidy.check(now, h.stats.accepted.Load()+h.stats.closed.Load())
 			lim := h.limits()
-			if now.Sub(lastPing) < lim.PingInterval {
-				continue
-			}
-			lastPing = now
+			slices := uint64(max(1, lim.PingInterval.Round(time.Second)/time.Second))
 			deadline := now.Add(-lim.PongTimeout).Unix()
-			for _, c := range h.snapshot() {
-				if c.transport != dce.WebSocket {
-					continue
-				}
+			for _, c := range h.slice(slices, n%slices) {
 				if c.lastSeen.Load() < deadline {
 					c.drop("keepalive: no pong within " + lim.PongTimeout.String())
 					continue
@@ -204,6 +200,19 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// slice returns the WebSockets whose number is i modulo n.
+func (h *Hub) slice(n, i uint64) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*conn
+	for fd, c := range h.conns {
+		if fd%n == i && c.transport == dce.WebSocket {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // coalesce is the least time between two writes to one busy connection:

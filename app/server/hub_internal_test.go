@@ -1,0 +1,43 @@
+package server
+
+import (
+	"log/slog"
+	"testing"
+
+	"dce/app/config"
+	"dce/app/dce"
+	"dce/app/session"
+)
+
+// Keepalive pings are spread over the ping interval: across the slices of
+// one interval every WebSocket is visited exactly once, TCP never.
+func TestKeepaliveSlicesCoverEveryWebSocketOnce(t *testing.T) {
+	h := newHub(config.Default().Websocket, session.NewMemory(), slog.New(slog.DiscardHandler))
+	for i := 0; i < 1000; i++ {
+		transport := dce.WebSocket
+		if i%7 == 0 {
+			transport = dce.TCP
+		}
+		h.add(&conn{transport: transport})
+	}
+	for _, n := range []uint64{1, 2, 25, 60} {
+		seen := map[uint64]int{}
+		for i := uint64(0); i < n; i++ {
+			for _, c := range h.slice(n, i) {
+				if c.transport != dce.WebSocket {
+					t.Fatalf("n=%d: slice holds a %s connection", n, c.transport)
+				}
+				seen[c.fd]++
+			}
+		}
+		for fd, c := range h.conns {
+			want := 0
+			if c.transport == dce.WebSocket {
+				want = 1
+			}
+			if seen[fd] != want {
+				t.Fatalf("n=%d: connection %d (%s) visited %d times; want %d", n, fd, c.transport, seen[fd], want)
+			}
+		}
+	}
+}
