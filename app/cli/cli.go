@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	_ "net/http/pprof" // served only when debug.pprof is set
 	"os"
@@ -44,19 +45,46 @@ type Env struct {
 }
 
 type command struct {
-	path string
-	name string
-	run  func(a *app, args Args) int
+	path    string
+	name    string
+	run     func(a *app, args Args) int
+	options []string // accepted options; anything else is refused (exit 2)
 }
+
+// configOptions are the options that override configuration.
+var configOptions = slices.Sorted(maps.Keys(config.Overrides))
 
 // builtins are the engine's own commands.
 var builtins = []command{
-	{"websocket/start", "Start the WebSocket server in the foreground (SIGINT/SIGTERM stop, SIGHUP reloads)", (*app).start},
-	{"websocket/stop", "Stop the running server gracefully", func(a *app, _ Args) int { return a.control("stop") }},
-	{"websocket/reload", "Re-read nodes, templates and reloadable config without dropping connections", func(a *app, _ Args) int { return a.control("reload") }},
-	{"websocket/status", "Print the running server's live counters as JSON", func(a *app, _ Args) int { return a.control("status") }},
-	{"routes", "List every node with its methods, render and controller", (*app).routes},
-	{"check", "Validate configuration, nodes and controllers without starting anything", (*app).check},
+	{"websocket/start", "Start the WebSocket server in the foreground (SIGINT/SIGTERM stop, SIGHUP reloads)", (*app).start, configOptions},
+	{"websocket/stop", "Stop the running server gracefully", func(a *app, _ Args) int { return a.control("stop") }, nil},
+	{"websocket/reload", "Re-read nodes, templates and reloadable config without dropping connections", func(a *app, _ Args) int { return a.control("reload") }, nil},
+	{"websocket/status", "Print the running server's live counters as JSON", func(a *app, _ Args) int { return a.control("status") }, nil},
+	{"routes", "List every node with its methods, render and controller", (*app).routes, nil},
+	{"check", "Validate configuration, nodes and controllers without starting anything", (*app).check, configOptions},
+}
+
+// runBuiltin refuses options the command does not know (a typo such as
+// -prot must not start a server on the default port) and answers -help.
+func (a *app) runBuiltin(b command, args Args) int {
+	words := strings.ReplaceAll(b.path, "/", " ")
+	known := ""
+	for _, o := range b.options {
+		known += " -" + o
+	}
+	if _, help := args.Options["help"]; help {
+		fmt.Fprintf(a.Stdout, "./dce %s%s\n%s\n", words, known, b.name)
+		return ExitOK
+	}
+	for name := range args.Options {
+		if !slices.Contains(b.options, name) {
+			if known == "" {
+				return a.fail(ExitUsage, "%s: unknown option -%s (it takes none)", words, name)
+			}
+			return a.fail(ExitUsage, "%s: unknown option -%s (known:%s)", words, name, known)
+		}
+	}
+	return b.run(a, args)
 }
 
 type app struct {
@@ -95,7 +123,7 @@ func Main(argv []string, env Env) int {
 	}
 	for _, b := range builtins {
 		if b.path == args.Path {
-			return b.run(a, args)
+			return a.runBuiltin(b, args)
 		}
 	}
 	return a.runNode(args)

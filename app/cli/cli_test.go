@@ -57,6 +57,10 @@ func TestCommands(t *testing.T) {
 		{[]string{"websocket", "status"}, 1, nil, "no server is running", true},
 		{[]string{"websocket", "stop"}, 1, nil, "no server is running", true},
 		{[]string{"check"}, 0, []string{"ok: 2 projects"}, "", false},
+		{[]string{"check", "-port", "20470"}, 0, []string{"ok: 2 projects"}, "", false},
+		{[]string{"websocket", "start", "-prot", "20470"}, 2, nil, "unknown option -prot (known: -api_host -api_password -api_port -host -port)", true},
+		{[]string{"websocket", "status", "-json"}, 2, nil, "unknown option -json (it takes none)", true},
+		{[]string{"websocket", "start", "-help"}, 0, []string{"./dce websocket start -api_host -api_password -api_port -host -port", "Start the WebSocket server"}, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.argv, " "), func(t *testing.T) {
