@@ -35,7 +35,7 @@ type conn struct {
 	queue     []outgoing
 	lastWrite int64       // nanotime of the last batch written
 	writing   bool        // a writer goroutine is running, or deferred
-	deferred  bool        // the writer waits for timer
+	deferred  bool        // the writer waits for timer to fire
 	timer     *time.Timer // starts a deferred writer; made at the first deferral
 	closing   bool        // no more messages are accepted
 	closeCode int         // WebSocket close code sent after the queue (0: none)

@@ -189,9 +189,9 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 			h.now.Store(now.Unix())
 			tidy.check(now, h.stats.accepted.Load()+h.stats.closed.Load())
 			lim := h.limits()
-			slices := uint64(max(1, lim.PingInterval.Round(time.Second)/time.Second))
+			parts := uint64(max(1, lim.PingInterval.Round(time.Second)/time.Second))
 			deadline := now.Add(-lim.PongTimeout).Unix()
-			for _, c := range h.slice(slices, n%slices) {
+			for _, c := range h.slice(parts, n%parts) {
 				if c.lastSeen.Load() < deadline {
 					c.drop("keepalive: no pong within " + lim.PongTimeout.String())
 					continue
