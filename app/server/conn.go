@@ -2,10 +2,12 @@ package server
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"dce/app/dce"
@@ -200,11 +202,21 @@ func (c *conn) ping() {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		c.drop("write failed: " + err.Error())
+		c.drop(writeFailure(err))
 	}
 }
 
 var pingFrame = []byte{0x89, 0}
+
+// writeFailure is the close reason of a failed write: a peer that went
+// away is an ordinary close, anything else (a timeout: the peer stopped
+// reading) is logged as a problem.
+func writeFailure(err error) string {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) {
+		return "peer gone: " + err.Error()
+	}
+	return "write failed: " + err.Error()
+}
 
 // closeAfterQueue stops accepting messages, sends what is queued, then the
 // close frame (WebSocket) and closes.
@@ -263,7 +275,7 @@ func (c *conn) writeLoop() {
 		closeNow, err := c.writeBatch(batch, code)
 		putQueue(batch)
 		if err != nil {
-			c.drop("write failed: " + err.Error())
+			c.drop(writeFailure(err))
 			c.mu.Lock()
 			c.writing = false
 			c.mu.Unlock()

@@ -2,6 +2,9 @@ package server
 
 import (
 	"log/slog"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 
 	"dce/app/config"
@@ -38,6 +41,29 @@ func TestKeepaliveSlicesCoverEveryWebSocketOnce(t *testing.T) {
 			if seen[fd] != want {
 				t.Fatalf("n=%d: connection %d (%s) visited %d times; want %d", n, fd, c.transport, seen[fd], want)
 			}
+		}
+	}
+}
+
+// A peer that went away is an ordinary close; a write that timed out (a
+// peer that stopped reading) is a problem the log warns about.
+func TestWriteFailureReasons(t *testing.T) {
+	wrap := func(err error) error {
+		return &net.OpError{Op: "writev", Net: "tcp", Err: os.NewSyscallError("writev", err)}
+	}
+	tests := []struct {
+		err     error
+		problem bool
+	}{
+		{wrap(syscall.EPIPE), false},
+		{wrap(syscall.ECONNRESET), false},
+		{&net.OpError{Op: "write", Err: net.ErrClosed}, false},
+		{&net.OpError{Op: "writev", Err: os.ErrDeadlineExceeded}, true},
+		{wrap(syscall.ENOBUFS), true},
+	}
+	for _, tt := range tests {
+		if reason := writeFailure(tt.err); isProblem(reason) != tt.problem {
+			t.Errorf("%v: reason %q counted as a problem: %v; want %v", tt.err, reason, !tt.problem, tt.problem)
 		}
 	}
 }
