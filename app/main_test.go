@@ -231,13 +231,7 @@ func init() {
 }
 `,
 	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		_ = os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	servertest.WriteFiles(t, dir, files)
 	if out, code := dce(t, dir, "extra", "hi"); code != 0 || out != "hi from compiled Go\n" {
 		t.Fatalf("./dce extra hi: exit %d %q", code, out)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"dce/app/dce"
 	"dce/app/node"
+	"dce/app/servertest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -112,13 +113,7 @@ func writeRoot(t *testing.T, files map[string]string) string {
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "root"))); err != nil {
 		t.Fatal(err)
 	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		_ = os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	servertest.WriteFiles(t, dir, files)
 	return dir
 }
 

@@ -1,12 +1,13 @@
-package config
+package config_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"dce/app/config"
+	"dce/app/servertest"
 )
 
 // testSection is a project section registered once for these tests.
@@ -16,23 +17,7 @@ var testSection = struct {
 	Free  map[string]any `mapstructure:"free"`
 }{Limit: 10, Names: []string{"a"}}
 
-func init() { Register("proj", "testsec", &testSection) }
-
-// root writes files (path → content) into a new application root.
-func root(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+func init() { config.Register("proj", "testsec", &testSection) }
 
 func noEnv(string) (string, bool) { return "", false }
 
@@ -41,7 +26,7 @@ func envOf(m map[string]string) func(string) (string, bool) {
 }
 
 func TestLoadOrderAndMerge(t *testing.T) {
-	dir := root(t, map[string]string{
+	dir := servertest.Root(t, map[string]string{
 		"common/config/config.yaml":       "log: {level: debug}\nwebsocket:\n  port: 1000\n  host: 127.0.0.1\n  allowed_origins: [a, b]\n  extra_ports: [{host: 127.0.0.1, port: 2000}]\n",
 		"common/config/websocket.yaml":    "websocket:\n  port: 1001\n  allowed_origins: [c]\n",
 		"project/proj/config/config.yaml": "testsec:\n  limit: 5\n  free: {x: 1}\n",
@@ -50,9 +35,9 @@ func TestLoadOrderAndMerge(t *testing.T) {
 		name  string
 		env   map[string]string
 		opts  map[string]string
-		check func(t *testing.T, c *Config)
+		check func(t *testing.T, c *config.Config)
 	}{
-		{"files: later wins, maps merge, lists replace", nil, nil, func(t *testing.T, c *Config) {
+		{"files: later wins, maps merge, lists replace", nil, nil, func(t *testing.T, c *config.Config) {
 			if c.Websocket.Port != 1001 || c.Websocket.Host != "127.0.0.1" {
 				t.Errorf("port, host = %d, %s; want 1001 (websocket.yaml), 127.0.0.1 (config.yaml)", c.Websocket.Port, c.Websocket.Host)
 			}
@@ -72,12 +57,12 @@ func TestLoadOrderAndMerge(t *testing.T) {
 				t.Errorf("project section = %+v; want limit 5 from the project file, names from defaults", testSection)
 			}
 		}},
-		{"environment beats files", map[string]string{"DCE_WEBSOCKET_PORT": "20470", "DCE_TESTSEC_LIMIT": "7", "DCE_WEBSOCKET_PING_INTERVAL": "2s"}, nil, func(t *testing.T, c *Config) {
+		{"environment beats files", map[string]string{"DCE_WEBSOCKET_PORT": "20470", "DCE_TESTSEC_LIMIT": "7", "DCE_WEBSOCKET_PING_INTERVAL": "2s"}, nil, func(t *testing.T, c *config.Config) {
 			if c.Websocket.Port != 20470 || testSection.Limit != 7 || c.Websocket.PingInterval != 2*time.Second {
 				t.Errorf("port %d, limit %d, ping %v; want 20470, 7, 2s from the environment", c.Websocket.Port, testSection.Limit, c.Websocket.PingInterval)
 			}
 		}},
-		{"options beat the environment", map[string]string{"DCE_WEBSOCKET_PORT": "20470"}, map[string]string{"port": "20460", "host": "0.0.0.0", "name": "not config"}, func(t *testing.T, c *Config) {
+		{"options beat the environment", map[string]string{"DCE_WEBSOCKET_PORT": "20470"}, map[string]string{"port": "20460", "host": "0.0.0.0", "name": "not config"}, func(t *testing.T, c *config.Config) {
 			if c.Websocket.Port != 20460 || c.Websocket.Host != "0.0.0.0" {
 				t.Errorf("port %d host %s; want 20460 0.0.0.0 from options", c.Websocket.Port, c.Websocket.Host)
 			}
@@ -85,7 +70,7 @@ func TestLoadOrderAndMerge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Load(Source{Root: dir, Projects: []string{"proj"}, Env: envOf(tt.env), Options: tt.opts})
+			c, err := config.Load(config.Source{Root: dir, Projects: []string{"proj"}, Env: envOf(tt.env), Options: tt.opts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,11 +80,11 @@ func TestLoadOrderAndMerge(t *testing.T) {
 }
 
 func TestEmptyConfigIsDefaults(t *testing.T) {
-	c, err := Load(Source{Root: t.TempDir(), Env: noEnv})
+	c, err := config.Load(config.Source{Root: t.TempDir(), Env: noEnv})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := Default()
+	d := config.Default()
 	d.Root = c.Root
 	if c.Websocket.Port != d.Websocket.Port || c.Websocket.SendQueue != d.Websocket.SendQueue || c.Log != d.Log {
 		t.Errorf("empty config = %+v; want the defaults %+v", c, d)
@@ -141,8 +126,8 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(Source{Root: root(t, tt.files), Projects: []string{"proj", "other"}, Env: envOf(tt.env), Options: tt.opts})
-			var ce *Error
+			_, err := config.Load(config.Source{Root: servertest.Root(t, tt.files), Projects: []string{"proj", "other"}, Env: envOf(tt.env), Options: tt.opts})
+			var ce *config.Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("Load error = %v; want *config.Error", err)
 			}
@@ -158,10 +143,10 @@ func TestLoadErrors(t *testing.T) {
 func TestRegisterPanics(t *testing.T) {
 	var s struct{ A int }
 	for name, f := range map[string]func(){
-		"duplicate":      func() { Register("x", "testsec", &s) },
-		"engine section": func() { Register("x", "websocket", &s) },
-		"not a pointer":  func() { Register("x", "nope", s) },
-		"dotted key":     func() { Register("x", "a.b", &s) },
+		"duplicate":      func() { config.Register("x", "testsec", &s) },
+		"engine section": func() { config.Register("x", "websocket", &s) },
+		"not a pointer":  func() { config.Register("x", "nope", s) },
+		"dotted key":     func() { config.Register("x", "a.b", &s) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
