@@ -41,7 +41,8 @@ type Env struct {
 	Stdout    io.Writer
 	Stderr    io.Writer
 	LookupEnv func(string) (string, bool)
-	Compiled  []string // project folders with Go code compiled in ("sample"), from the generated file
+	Environ   func() []string // every KEY=value (unknown DCE_* variables are warned about); os.Environ with the default LookupEnv
+	Compiled  []string        // project folders with Go code compiled in ("sample"), from the generated file
 }
 
 type command struct {
@@ -102,7 +103,7 @@ func Main(argv []string, env Env) int {
 		env.Stderr = os.Stderr
 	}
 	if env.LookupEnv == nil {
-		env.LookupEnv = os.LookupEnv
+		env.LookupEnv, env.Environ = os.LookupEnv, os.Environ
 	}
 	args, err := Parse(argv)
 	if err != nil {
@@ -178,7 +179,7 @@ func (a *app) runtimeDir() string { return filepath.Join(a.Root, "runtime") }
 // load reads configuration and nodes and resolves controllers, reporting
 // every problem at once.
 func (a *app) load() (*config.Config, *router.Router, error) {
-	cfg, cerr := config.Load(config.Source{Root: a.Root, Projects: a.projects, Env: a.LookupEnv, Options: a.args.Overrides()})
+	cfg, cerr := config.Load(config.Source{Root: a.Root, Projects: a.projects, Env: a.LookupEnv, Environ: a.Environ, Options: a.args.Overrides()})
 	rt, rerr := router.New(a.Root, a.projects)
 	if err := errors.Join(cerr, rerr); err != nil {
 		return nil, nil, err
@@ -278,6 +279,9 @@ func (a *app) check(Args) int {
 			return a.fail(ExitUsage, "websocket.service: %v", err)
 		}
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(a.Stderr, "dce: warning:", w)
+	}
 	fmt.Fprintf(a.Stdout, "ok: %d projects, %d nodes, configuration valid\n", len(a.projects), len(rt.Tree.Nodes()))
 	return ExitOK
 }
@@ -341,14 +345,37 @@ func (a *app) control(cmd string) int {
 		return a.fail(ExitFailed, "%s: %v", cmd, err)
 	}
 	if cmd == "stop" && pid > 0 {
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil {
+		// The server flushes and closes within shutdown_timeout; give it
+		// that and a little more, then tell the truth.
+		wait := 30 * time.Second
+		if cfg, _, err := a.load(); err == nil {
+			wait = cfg.Websocket.ShutdownTimeout + 2*time.Second
+		}
+		deadline := time.Now().Add(wait)
+		for time.Now().Before(deadline) && alive(pid) {
 			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(pid) {
+			return a.fail(ExitFailed, "the server (pid %d) was asked to stop but is still running after %v; see its log, or end it with kill %d", pid, wait, pid)
 		}
 		out = "stopped\n"
 	}
 	fmt.Fprint(a.Stdout, out)
 	return ExitOK
+}
+
+// alive reports whether a process with this pid exists (and is not a zombie
+// that only waits for its parent).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
 }
 
 func (a *app) pid() int {
@@ -366,17 +393,14 @@ func (a *app) start(Args) int {
 	if err != nil {
 		return a.fail(ExitUsage, "%v", err)
 	}
-	level := new(slog.LevelVar)
-	level.Set(cfg.Log.SlogLevel())
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(a.Stderr, opts)
-	if cfg.Log.Format == "json" {
-		h = slog.NewJSONHandler(a.Stderr, opts)
+	logs := newLogSwitch(a.Stderr, cfg.Log)
+	log := slog.New(logs)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
 	}
-	log := slog.New(h)
 	s, err := server.New(server.Options{
-		Root: a.Root, Config: cfg, Router: rt, Logger: log, LogLevel: level,
-		Reload: a.load,
+		Root: a.Root, Config: cfg, Router: rt, Logger: log,
+		Reload: a.load, Reloaded: func(c *config.Config) { logs.apply(c.Log) },
 	})
 	if err != nil {
 		return a.fail(ExitUsage, "%v", err)

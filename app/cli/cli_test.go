@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -180,5 +183,69 @@ func TestRouteTableListsEveryNode(t *testing.T) {
 		if !strings.Contains(table, n.Path) {
 			t.Errorf("route table lacks %s", n.Path)
 		}
+	}
+}
+
+// TestUnknownEnvironmentWarns: a DCE_* variable that matches no key is
+// named, with the nearest known key, instead of being silently ignored.
+func TestUnknownEnvironmentWarns(t *testing.T) {
+	var out, errb bytes.Buffer
+	env := map[string]string{"DCE_WEBSOCKET_PROT": "20470", "DCE_WEBSOCKET_PORT": "20471", "DCE_ROOT": "/x"}
+	code := Main([]string{"check"}, Env{
+		Root: filepath.Join("testdata", "root"), Stdout: &out, Stderr: &errb,
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Environ: func() []string {
+			var kv []string
+			for k, v := range env {
+				kv = append(kv, k+"="+v)
+			}
+			return kv
+		},
+	})
+	if code != ExitOK {
+		t.Fatalf("check: exit %d\n%s", code, errb.String())
+	}
+	want := "environment variable DCE_WEBSOCKET_PROT matches no configuration key: ignored (did you mean DCE_WEBSOCKET_PORT?)"
+	if !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q; want %q", errb.String(), want)
+	}
+	if strings.Count(errb.String(), "warning") != 1 {
+		t.Errorf("stderr %q; want one warning (a known key and DCE_ROOT are not warned about)", errb.String())
+	}
+}
+
+// TestStopTellsTheTruth: when the server says "stopping" but its process
+// is still alive after shutdown_timeout and a margin, stop exits 1 and
+// says so instead of printing "stopped".
+func TestStopTellsTheTruth(t *testing.T) {
+	root := writeRoot(t, map[string]string{"common/config/websocket.yaml": "websocket: {shutdown_timeout: 100ms}\n"})
+	rt := filepath.Join(root, "runtime")
+	if err := os.MkdirAll(rt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in server: answers every control command with "stopping",
+	// and a live process (ours) in the pid file.
+	ln, err := net.Listen("unix", filepath.Join(rt, "dce.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = bufio.NewReader(c).ReadString('\n')
+			_, _ = c.Write([]byte("stopping\n"))
+			c.Close()
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(rt, "dce.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, root, "websocket", "stop")
+	if code != ExitFailed || strings.Contains(out, "stopped") || !strings.Contains(errs, "still running") {
+		t.Errorf("stop of a server that stays alive: exit %d, stdout %q, stderr %q; want exit 1 saying it is still running", code, out, errs)
 	}
 }

@@ -32,6 +32,7 @@ import (
 // Config is the engine's own configuration.
 type Config struct {
 	Root      string    `mapstructure:"-"` // application root it was loaded from
+	Warnings  []string  `mapstructure:"-"` // what Load noticed but accepted (unknown DCE_* variables)
 	Log       Log       `mapstructure:"log"`
 	Websocket Websocket `mapstructure:"websocket"`
 	Debug     Debug     `mapstructure:"debug"`

@@ -20,6 +20,7 @@ type Source struct {
 	Root     string                          // application root: common/ and project/ are below it
 	Projects []string                        // project names, in order
 	Env      func(key string) (string, bool) // os.LookupEnv when nil
+	Environ  func() []string                 // every KEY=value, for unknown DCE_* warnings; os.Environ when Env is nil
 	Options  map[string]string               // command-line options; those in Overrides apply
 }
 
@@ -57,7 +58,7 @@ type loader struct {
 // registered project sections. On error nothing is filled.
 func Load(src Source) (*Config, error) {
 	if src.Env == nil {
-		src.Env = os.LookupEnv
+		src.Env, src.Environ = os.LookupEnv, os.Environ
 	}
 	l := &loader{v: viper.New(), src: src, where: map[string]string{}, schema: map[string]section{}}
 	def := Default()
@@ -94,7 +95,7 @@ func Load(src Source) (*Config, error) {
 		l.decodeKey(key, rv)
 		out[key] = rv
 	}
-	cfg := &Config{Root: src.Root}
+	cfg := &Config{Root: src.Root, Warnings: l.unknownEnv()}
 	if len(l.problems) == 0 {
 		cfg.Log = out["log"].Interface().(Log)
 		cfg.Websocket = out["websocket"].Interface().(Websocket)
@@ -246,6 +247,66 @@ func (l *loader) env() {
 			l.where[key] = "environment variable " + name
 		}
 	}
+}
+
+// reservedEnv are DCE_ variables that are not configuration keys.
+var reservedEnv = map[string]bool{"DCE_ROOT": true, "DCE_CHROMIUM": true, "DCE_TEST_LOG": true}
+
+// unknownEnv names each DCE_* variable that matches no key, with the
+// nearest known one: a typo would otherwise be silently ignored.
+func (l *loader) unknownEnv() []string {
+	if l.src.Environ == nil {
+		return nil
+	}
+	known := map[string]bool{}
+	var names []string
+	for _, key := range l.v.AllKeys() {
+		n := "DCE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		known[n] = true
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []string
+	for _, kv := range l.src.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "DCE_") || known[name] || reservedEnv[name] {
+			continue
+		}
+		best, bestD := "", 1<<30
+		for _, n := range names {
+			if d := distance(name, n); d < bestD {
+				best, bestD = n, d
+			}
+		}
+		msg := "environment variable " + name + " matches no configuration key: ignored"
+		if best != "" && bestD <= max(3, len(name)/3) {
+			msg += " (did you mean " + best + "?)"
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func (l *loader) options() {

@@ -52,9 +52,9 @@ func (s *Server) dispatch(cn dce.Conn, rp replier, transport string, frame []byt
 		s.logAccess("request refused", cn, "path", m.Path, "err", msg)
 		return
 	}
-	if lim != nil && !lim.allow(time.Now()) {
+	if l := s.hub.limits(); lim != nil && !lim.allow(time.Now(), l) {
 		rp.reply(m.Path, m.ID, m.HasID, failBody(429, "too many messages: slow down"))
-		if lim.strikes > int(lim.burst) {
+		if lim.strikes > l.RateBurst {
 			closeForRate()
 		}
 		return

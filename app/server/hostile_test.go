@@ -92,29 +92,40 @@ func TestHostileClientDoesNotDisturbOthers(t *testing.T) {
 func TestFloodKeepsOthersFast(t *testing.T) {
 	s := start(t, nil) // default limits: 200 messages/s, burst 400
 	addr := s.HTTPAddrs()[0]
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	giveUp := time.Now().Add(2 * servertest.Timeout) // a flooder the server never closes stops here
+	type outcome struct {
+		refused   int // 429 replies
+		closeCode int
+	}
+	done := make(chan outcome)
 	for f := 0; f < 3; f++ {
 		go func() {
-			defer func() { done <- struct{}{} }()
+			var out outcome
+			read := make(chan struct{})
+			defer func() { <-read; done <- out }()
 			c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
 			if err != nil {
+				close(read)
 				return
 			}
 			defer c.Close()
 			go func() {
+				defer close(read)
 				for {
-					if _, _, err := c.NextReader(); err != nil {
+					_ = c.SetReadDeadline(time.Now().Add(2 * servertest.Timeout))
+					_, b, err := c.ReadMessage()
+					if err != nil {
+						if ce, ok := err.(*websocket.CloseError); ok {
+							out.closeCode = ce.Code
+						}
 						return
+					}
+					if strings.Contains(string(b), `"code":429`) {
+						out.refused++
 					}
 				}
 			}()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for time.Now().Before(giveUp) {
 				if c.WriteMessage(websocket.TextMessage, []byte(`srvtest/pushall;{"flood":true}`)) != nil {
 					return // closed for its rate
 				}
@@ -129,11 +140,13 @@ func TestFloodKeepsOthersFast(t *testing.T) {
 		for !strings.HasPrefix(good.Read(), fmt.Sprintf("srvtest/echo:%d;", i)) {
 		}
 		rtts = append(rtts, time.Since(t0))
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // pacing of the normal client, not a wait for the server
 	}
-	close(stop)
 	for f := 0; f < 3; f++ {
-		<-done
+		out := <-done
+		if out.refused == 0 || out.closeCode != websocket.ClosePolicyViolation {
+			t.Errorf("a flooder got %d 429 replies and close %d; want 429s, then close 1008", out.refused, out.closeCode)
+		}
 	}
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
 	if med := rtts[len(rtts)/2]; med > 100*time.Millisecond {
@@ -219,14 +232,13 @@ func TestStopDuringBroadcast(t *testing.T) {
 			counts <- [2]int{got, code}
 		}()
 	}
-	for s.Status().Connections["websocket"] < n {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "every client connected", func() bool { return s.Status().Connections["websocket"] >= n })
 	sender := servertest.DialWS(t, addr)
 	for i := 0; i < 300; i++ {
 		sender.Send(fmt.Sprintf(`srvtest/pushall;{"i":%d}`, i))
 	}
-	time.Sleep(20 * time.Millisecond) // stop while pushes are still on their way
+	// Stop while pushes are still on their way: some broadcasts queued.
+	waitFor(t, "broadcasts queued", func() bool { return s.Status().Pushes >= 10*(n+1) })
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

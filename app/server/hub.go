@@ -256,32 +256,43 @@ func (t *tidier) check(now time.Time, churn uint64) {
 func (c *conn) touch() { c.lastSeen.Store(c.hub.now.Load()) }
 
 // limiter is a token bucket of messages per connection; only the
-// connection's reader uses it.
+// connection's reader uses it. Rate and burst are read from the limits in
+// force at each message, so a reload reaches connections already open.
 type limiter struct {
-	rate, burst float64
-	tokens      float64
-	last        time.Time
-	strikes     int // messages refused in a row
+	tokens  float64
+	last    time.Time
+	strikes int       // messages refused since the client last kept its rate for a second
+	refused time.Time // the last refusal
 }
 
 func newLimiter(lim *config.Websocket) limiter {
-	return limiter{rate: lim.RateLimit, burst: float64(lim.RateBurst), tokens: float64(lim.RateBurst)}
+	return limiter{tokens: float64(lim.RateBurst)}
 }
 
 // allow takes a token; it reports false when the client is over the rate.
-func (l *limiter) allow(now time.Time) bool {
-	if l.rate <= 0 {
+func (l *limiter) allow(now time.Time, lim *config.Websocket) bool {
+	if lim.RateLimit <= 0 {
+		l.strikes = 0
 		return true
 	}
+	burst := float64(lim.RateBurst)
 	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+		l.tokens = min(burst, l.tokens+now.Sub(l.last).Seconds()*lim.RateLimit)
+	} else {
+		l.tokens = min(l.tokens, burst)
 	}
 	l.last = now
 	if l.tokens >= 1 {
 		l.tokens--
-		l.strikes = 0
+		if l.strikes > 0 && now.Sub(l.refused) >= time.Second {
+			l.strikes = 0 // a second without a refusal: forgiven
+		}
 		return true
 	}
+	// A flood earns a token now and then as the bucket refills; those do
+	// not forgive it, or a client sending far over the rate would never be
+	// closed.
 	l.strikes++
+	l.refused = now
 	return false
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +38,8 @@ type Options struct {
 	Router   *router.Router // nodes and controllers
 	Logger   *slog.Logger   // nil discards
 	Sessions dce.Sessions   // nil keeps sessions in memory
-	LogLevel *slog.LevelVar // when set, reload applies log.level to it
 	Reload   func() (*config.Config, *router.Router, error)
+	Reloaded func(*config.Config) // after a reload: apply what the server does not own (log level, format)
 }
 
 // Server is one running WebSocket server.
@@ -52,8 +53,8 @@ type Server struct {
 	codec    dce.Codec
 	text     bool
 	upgrader websocket.Upgrader
-	levelVar *slog.LevelVar
 	reloadFn func() (*config.Config, *router.Router, error)
+	reloaded func(*config.Config)
 
 	started  time.Time
 	https    []*http.Server
@@ -87,7 +88,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		root:     o.Root,
 		log:      o.Logger,
-		levelVar: o.LogLevel,
+		reloaded: o.Reloaded,
 		reloadFn: o.Reload,
 		codec:    dce.TextCodec{},
 		stop:     make(chan struct{}),
@@ -232,18 +233,24 @@ func (s *Server) goTracked(f func()) bool {
 	return true
 }
 
+// closeListeners closes every listener at once (a failed start).
 func (s *Server) closeListeners() {
 	for _, hs := range s.https {
 		_ = hs.Close()
 	}
+	if s.api != nil {
+		_ = s.api.Close()
+	}
+	s.closeSockets()
+}
+
+// closeSockets closes the TCP and UDP listeners.
+func (s *Server) closeSockets() {
 	for _, ln := range s.tcpLns {
 		_ = ln.Close()
 	}
 	for _, pc := range s.udpConns {
 		_ = pc.Close()
-	}
-	if s.api != nil {
-		_ = s.api.Close()
 	}
 }
 
@@ -257,10 +264,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.stopping = true
 		s.mu.Unlock()
 		close(s.stop)
-		s.closeListeners()
+		// HTTP stops accepting at once and lets requests in flight finish
+		// (bounded by ctx); hijacked WebSockets are closed below.
+		var httpDone sync.WaitGroup
+		for _, hs := range append(slices.Clip(s.https), s.api) {
+			if hs == nil {
+				continue
+			}
+			httpDone.Add(1)
+			go func() {
+				defer httpDone.Done()
+				if hs.Shutdown(ctx) != nil {
+					_ = hs.Close()
+				}
+			}()
+		}
+		s.closeSockets()
 		for _, c := range s.hub.snapshot() {
 			c.closeAfterQueue(websocket.CloseGoingAway, "server shutting down")
 		}
+		httpDone.Wait()
 		waited := make(chan struct{})
 		go func() { s.wg.Wait(); close(waited) }()
 		select {
@@ -294,8 +317,8 @@ func (s *Server) Reload() (string, error) {
 	s.cfg.Store(cfg)
 	lim := cfg.Websocket
 	s.hub.lim.Store(&lim)
-	if s.levelVar != nil {
-		s.levelVar.Set(cfg.Log.SlogLevel())
+	if s.reloaded != nil {
+		s.reloaded(cfg)
 	}
 	msg := fmt.Sprintf("reloaded %d nodes", len(rt.Tree.Nodes()))
 	if !sameListeners(old.Websocket, cfg.Websocket) {

@@ -126,12 +126,11 @@ func (s *Server) readWebSocket(c *conn, ws *websocket.Conn, r *http.Request) {
 			c.closeAfterQueue(websocket.ClosePolicyViolation, err.Error())
 		}
 	}
-	lim := s.hub.limits()
-	ws.SetReadLimit(int64(lim.MaxFrameBytes))
 	ws.SetPongHandler(func(string) error { c.touch(); return nil })
 	ping := ws.PingHandler()
 	ws.SetPingHandler(func(d string) error { c.touch(); return ping(d) })
 	for {
+		ws.SetReadLimit(int64(s.hub.limits().MaxFrameBytes)) // a reload reaches open connections
 		mt, rd, err := ws.NextReader()
 		if err != nil {
 			why = readError(err)
@@ -259,11 +258,11 @@ func (s *Server) readTCP(c *conn) {
 			c.closeAfterQueue(0, err.Error())
 		}
 	}
-	max := s.hub.limits().MaxFrameBytes
 	br := bufio.NewReaderSize(c.nc, 1024)
 	var line []byte
 	tooLong := false
 	for {
+		max := s.hub.limits().MaxFrameBytes // a reload reaches open connections
 		chunk, err := br.ReadSlice('\n')
 		if !tooLong {
 			if len(line)+len(chunk) > max+2 { // room for \r\n
@@ -360,10 +359,13 @@ func (p *udpPeer) write(b []byte) error {
 
 // serveUDP reads datagrams until the socket closes: one message each.
 func (s *Server) serveUDP(pc *net.UDPConn) {
-	max := s.hub.limits().MaxFrameBytes
-	buf := make([]byte, max+1)
+	buf := make([]byte, 64<<10)
 	for {
-		n, addr, err := pc.ReadFromUDP(buf)
+		max := s.hub.limits().MaxFrameBytes // a reload applies to the next datagram
+		if len(buf) < max+1 {
+			buf = make([]byte, max+1)
+		}
+		n, addr, err := pc.ReadFromUDP(buf[:max+1])
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return

@@ -43,25 +43,31 @@ func Start(t testing.TB, root string, projects []string, mutate func(*config.Con
 func StartEnv(t testing.TB, root string, projects []string, env map[string]string, mutate func(*config.Config)) *server.Server {
 	t.Helper()
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: lookup})
-	if err != nil {
-		t.Fatal(err)
+	// load reads the files as a real start and reload do, then moves every
+	// listener to loopback and applies mutate.
+	load := func() (*config.Config, *router.Router, error) {
+		cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: lookup})
+		if err != nil {
+			return nil, nil, err
+		}
+		w := &cfg.Websocket
+		w.Host, w.Port = "127.0.0.1", 0
+		for i := range w.ExtraPorts {
+			w.ExtraPorts[i] = config.Addr{Host: "127.0.0.1"}
+		}
+		for i := range w.EnableTCPPorts {
+			w.EnableTCPPorts[i].Host, w.EnableTCPPorts[i].Port = "127.0.0.1", 0
+		}
+		if w.APIPort != 0 {
+			w.APIHost, w.APIPort = "127.0.0.1", 0
+		}
+		if mutate != nil {
+			mutate(cfg)
+		}
+		rt, err := router.New(root, projects)
+		return cfg, rt, err
 	}
-	w := &cfg.Websocket
-	w.Host, w.Port = "127.0.0.1", 0
-	for i := range w.ExtraPorts {
-		w.ExtraPorts[i] = config.Addr{Host: "127.0.0.1"}
-	}
-	for i := range w.EnableTCPPorts {
-		w.EnableTCPPorts[i].Host, w.EnableTCPPorts[i].Port = "127.0.0.1", 0
-	}
-	if w.APIPort != 0 {
-		w.APIHost, w.APIPort = "127.0.0.1", 0
-	}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	rt, err := router.New(root, projects)
+	cfg, rt, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +75,7 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 	if os.Getenv("DCE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := server.New(server.Options{
-		Root: root, Config: cfg, Router: rt, Logger: log,
-		Reload: func() (*config.Config, *router.Router, error) {
-			rt, err := router.New(root, projects)
-			return cfg, rt, err
-		},
-	})
+	s, err := server.New(server.Options{Root: root, Config: cfg, Router: rt, Logger: log, Reload: load})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,15 @@
+package server
+
+// WriterState reports, for tests, whether connection fd has a writer
+// running and whether that writer waits for the coalescing gap.
+func (h *Hub) WriterState(fd uint64) (writing, deferred bool) {
+	h.mu.RLock()
+	c := h.conns[fd]
+	h.mu.RUnlock()
+	if c == nil {
+		return false, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writing, c.deferred
+}
