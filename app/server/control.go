@@ -42,6 +42,7 @@ type Status struct {
 	OpenFiles     int               `json:"open_files"`
 	Memory        map[string]uint64 `json:"memory"`
 	CPUSeconds    float64           `json:"cpu_seconds"`
+	RateLimit     float64           `json:"rate_limit"` // messages per second per connection in force; 0 is off
 }
 
 // Status collects the live counters.
@@ -80,6 +81,7 @@ func (s *Server) Status() Status {
 			"sys_bytes":        ms.Sys,
 		},
 		CPUSeconds: cpu,
+		RateLimit:  s.hub.limits().RateLimit,
 	}
 }
 

@@ -72,6 +72,9 @@ func TestSoakShort(t *testing.T) {
 	if res.Sessions < 300 || res.Errors > res.Sessions/50 {
 		t.Errorf("%d sessions, %d errors; want hundreds of sessions and almost no errors", res.Sessions, res.Errors)
 	}
+	if res.OwnLost != 0 || (res.Messages > 0 && res.Deliveries < res.Messages) {
+		t.Errorf("%d messages sent, %d deliveries, %d own messages lost; want every message back at its sender", res.Messages, res.Deliveries, res.OwnLost)
+	}
 	if res.After.Connections != 0 {
 		t.Errorf("%d connections left after everyone left", res.After.Connections)
 	}

@@ -37,7 +37,7 @@ type Options struct {
 	Duration time.Duration // sending (or holding) time
 	Ramp     int           // connections opened at once
 	Mode     string        // "chat" (default) or "rr": request/response round trips
-	MaxRate  float64       // the server's per-connection rate limit: senders stay under it; 0: none
+	MaxRate  float64       // the server's per-connection rate limit: as-fast-as-possible senders stay under it; 0: unpaced
 	Status   func() (ServerStatus, error)
 	Progress io.Writer // one line per second; nil for none
 }
@@ -49,6 +49,7 @@ type ServerStatus struct {
 	CPUSeconds  float64           `json:"cpu_seconds"`
 	Goroutines  int               `json:"goroutines"`
 	OpenFiles   int               `json:"open_files"`
+	RateLimit   float64           `json:"rate_limit"`
 }
 
 // Result of one run; JSON field names are stable for scripts.
@@ -57,6 +58,7 @@ type Result struct {
 	Clients         int     `json:"clients"`
 	Senders         int     `json:"senders"`
 	Rate            float64 `json:"rate"`
+	PacedAt         float64 `json:"paced_at"` // as fast as possible: per-sender pace under the server's rate limit; 0 unpaced
 	DurationS       float64 `json:"duration_s"`
 	ConnectS        float64 `json:"connect_s"`
 	Connected       int     `json:"connected"`
@@ -65,7 +67,9 @@ type Result struct {
 	Refused         int64   `json:"refused"`
 	Expected        int64   `json:"expected"`
 	Received        int64   `json:"received"`
-	Lost            int64   `json:"lost"`
+	Lost            int64   `json:"lost"`       // summed per client: each client's expected minus received, when short
+	Duplicates      int64   `json:"duplicates"` // summed per client: received beyond expected
+	ClientsShort    int     `json:"clients_short"`
 	PerSecond       float64 `json:"per_second"`
 	P50ms           float64 `json:"p50_ms"`
 	P95ms           float64 `json:"p95_ms"`
@@ -84,6 +88,7 @@ type client struct {
 	ws       *websocket.Conn
 	ready    chan struct{}
 	listLen  atomic.Int64  // bytes of the last online list received
+	got      atomic.Int64  // deliveries of this run received by this client
 	inFlight chan struct{} // window of a sender in as-fast-as-possible mode
 	sendMu   sync.Mutex
 }
@@ -113,6 +118,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	raiseFileLimit()
 	r := &run{o: o, tag: strconv.FormatUint(rand.Uint64()%1e9, 36)}
 	res := Result{Mode: o.Mode, Clients: o.Clients, Senders: o.Senders, Rate: o.Rate, DurationS: o.Duration.Seconds()}
+	if o.Rate == 0 && o.MaxRate > 0 {
+		res.PacedAt = o.MaxRate * 0.95
+	}
 	if res.Mode == "" {
 		res.Mode = "chat"
 	}
@@ -175,19 +183,47 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if res.Mode == "rr" {
 		res.Expected = res.Sent
 	}
-	// Wait for what is still on the way, at most 10 s.
-	for deadline := time.Now().Add(10 * time.Second); r.received.Load() < res.Expected && time.Now().Before(deadline); {
+	// Wait for what is still on the way, at most 10 s: every client must
+	// have had each accepted message once.
+	perClient := res.Sent - res.Refused
+	complete := func() bool {
+		if res.Mode == "rr" {
+			return r.received.Load() >= res.Expected
+		}
+		for _, c := range clients {
+			if c != nil && c.got.Load() < perClient {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !complete() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Since(r.start)
-	if r.received.Load() >= res.Expected {
+	if complete() {
 		elapsed = max(sendEnd.Sub(r.start), r.hist.lastAt().Sub(r.start))
 	}
 	stopProgress()
 	r.counting.Store(false) // closing our own clients is no drop
 	end, okEnd := r.status()
 	res.Received = r.received.Load()
-	res.Lost = max(0, res.Expected-res.Received)
+	if res.Mode == "rr" {
+		res.Lost = max(0, res.Expected-res.Received)
+	} else {
+		for _, c := range clients {
+			if c == nil {
+				continue
+			}
+			switch got := c.got.Load(); {
+			case got < perClient:
+				res.Lost += perClient - got
+				res.ClientsShort++
+			case got > perClient:
+				res.Duplicates += got - perClient
+			}
+		}
+	}
 	res.Dropped = r.dropped.Load()
 	res.PerSecond = float64(res.Received) / elapsed.Seconds()
 	res.P50ms, res.P95ms, res.P99ms, res.MaxMs = r.hist.quantile(0.50), r.hist.quantile(0.95), r.hist.quantile(0.99), r.hist.maxMs()
@@ -447,6 +483,7 @@ func (r *run) count(b []byte, c *client) {
 			continue
 		}
 		r.received.Add(1)
+		c.got.Add(1)
 		r.hist.add(now-ts, now)
 		if string(sender) == c.id {
 			select {
@@ -628,7 +665,10 @@ func (res Result) Table() string {
 		row("held", fmt.Sprintf("%.0f s, no sender", res.DurationS))
 	}
 	if res.Mode == "chat" {
-		rate := "as fast as possible"
+		rate := "as fast as possible, unpaced"
+		if res.PacedAt > 0 {
+			rate = fmt.Sprintf("as fast as possible, paced at %.0f msg/s each under the server's rate limit", res.PacedAt)
+		}
 		if res.Rate > 0 {
 			rate = fmt.Sprintf("%g msg/s each", res.Rate)
 		}
@@ -638,7 +678,8 @@ func (res Result) Table() string {
 	row("refused by the rate limit", strconv.FormatInt(res.Refused, 10))
 	row("deliveries expected", strconv.FormatInt(res.Expected, 10))
 	row("deliveries received", strconv.FormatInt(res.Received, 10))
-	row("lost", strconv.FormatInt(res.Lost, 10))
+	row("lost (per client)", fmt.Sprintf("%d, at %d clients", res.Lost, res.ClientsShort))
+	row("duplicates", strconv.FormatInt(res.Duplicates, 10))
 	row("connections dropped", strconv.FormatInt(res.Dropped, 10))
 	row("deliveries per second", fmt.Sprintf("%.0f", res.PerSecond))
 	row("latency p50 / p95 / p99", fmt.Sprintf("%.2f / %.2f / %.2f ms", res.P50ms, res.P95ms, res.P99ms))

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -36,9 +37,11 @@ type SoakSample struct {
 
 // SoakResult compares the server before, at full load and after.
 type SoakResult struct {
-	Sessions int64      `json:"sessions"`
-	Messages int64      `json:"messages"`
-	Errors   int64      `json:"errors"`
+	Sessions   int64      `json:"sessions"`
+	Messages   int64      `json:"messages"`   // sent
+	Deliveries int64      `json:"deliveries"` // messages received by every session (history excluded)
+	OwnLost    int64      `json:"own_lost"`   // own messages a sender never got back (each send reaches its sender too)
+	Errors     int64      `json:"errors"`
 	Before   SoakSample `json:"before"`
 	Loaded   SoakSample `json:"loaded"`
 	After    SoakSample `json:"after"`
@@ -67,6 +70,7 @@ func Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 	var res SoakResult
 	res.Before = sample()
 	var sessions, messages, errs atomic.Int64
+	var tally deliveries
 	end := time.Now().Add(o.Duration)
 	mean := time.Duration(float64(o.Clients) / o.Churn * float64(time.Second))
 	tag := fmt.Sprint(rand.Uint32())
@@ -79,7 +83,7 @@ func Soak(ctx context.Context, o SoakOptions) (SoakResult, error) {
 			time.Sleep(time.Duration(rand.Int64N(int64(time.Second) * int64(1+o.Clients/500)))) // ramp up
 			for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
 				life := time.Duration(rand.ExpFloat64() * float64(mean))
-				m, err := session(ctx, u, fmt.Sprintf("soak-%s-%d-%d", tag, i, n), min(life, time.Until(end)), &gone)
+				m, err := session(ctx, u, fmt.Sprintf("soak-%s-%d-%d", tag, i, n), min(life, time.Until(end)), &gone, &tally)
 				messages.Add(m)
 				sessions.Add(1)
 				if err != nil {
@@ -103,8 +107,8 @@ wait:
 			if time.Now().After(loadedAt) && res.Loaded.Connections == 0 {
 				res.Loaded = s
 			}
-			o.Progress("%s  connections %d  rss %d MiB  goroutines %d  open files %d  sessions %d  errors %d\n",
-				time.Now().Format(time.TimeOnly), s.Connections, s.RSSMiB, s.Goroutines, s.OpenFiles, sessions.Load(), errs.Load())
+			o.Progress("%s  connections %d  rss %d MiB  goroutines %d  open files %d  sessions %d  deliveries %d  own lost %d  errors %d\n",
+				time.Now().Format(time.TimeOnly), s.Connections, s.RSSMiB, s.Goroutines, s.OpenFiles, sessions.Load(), tally.received.Load(), tally.ownLost.Load(), errs.Load())
 		}
 	}
 	tick.Stop()
@@ -118,6 +122,7 @@ wait:
 	}
 	res.After = sample()
 	res.Sessions, res.Messages, res.Errors = sessions.Load(), messages.Load(), errs.Load()
+	res.Deliveries, res.OwnLost = tally.received.Load(), tally.ownLost.Load()
 	return res, nil
 }
 
@@ -143,10 +148,17 @@ func (v *vanished) closeAll() {
 	v.conns = nil
 }
 
+// deliveries counts what the soak's sessions received.
+type deliveries struct {
+	received atomic.Int64 // message entries in setMessageList pushes after the history
+	ownLost  atomic.Int64
+}
+
 // session is one user's visit: log in, chat every few seconds, leave; one
 // in ten vanishes without a close frame, leaving the server's keepalive to
-// notice.
-func session(ctx context.Context, u *url.URL, nick string, life time.Duration, gone *vanished) (int64, error) {
+// notice. Every message reaches its sender too: before leaving, a session
+// waits (up to 5 s) for its own messages, and counts those that never came.
+func session(ctx context.Context, u *url.URL, nick string, life time.Duration, gone *vanished, tally *deliveries) (int64, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
 	ws, _, err := d.DialContext(ctx, u.String(), nil)
 	if err != nil {
@@ -158,17 +170,36 @@ func session(ctx context.Context, u *url.URL, nick string, life time.Duration, g
 			ws.Close()
 		}
 	}()
-	go func() { // read and ignore what the room says
+	own := []byte(`"message":"soak ` + nick + ` `)
+	var ownGot atomic.Int64
+	go func() { // count what the room says
+		history := true
 		for {
-			if _, _, err := ws.NextReader(); err != nil {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
 				return
 			}
+			if !bytes.HasPrefix(b, []byte("setMessageList;")) {
+				continue
+			}
+			if history { // the first list after the login is the history
+				history = false
+				continue
+			}
+			tally.received.Add(int64(bytes.Count(b, []byte(`"mid":`))))
+			ownGot.Add(int64(bytes.Count(b, own)))
 		}
 	}()
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`sample/im/login;{"nickname":"`+nick+`","brief":"soak"}`)); err != nil {
 		return 0, err
 	}
 	var sent int64
+	settle := func() { // wait for our own messages, count the missing
+		for deadline := time.Now().Add(5 * time.Second); ownGot.Load() < sent && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		tally.ownLost.Add(max(0, sent-ownGot.Load()))
+	}
 	leave := time.After(life)
 	chat := time.NewTicker(time.Duration(3+rand.IntN(5)) * time.Second)
 	defer chat.Stop()
@@ -177,6 +208,7 @@ func session(ctx context.Context, u *url.URL, nick string, life time.Duration, g
 		case <-ctx.Done():
 			return sent, nil
 		case <-leave:
+			settle()
 			if rand.IntN(10) == 0 { // vanish: stop reading (no pongs), keep the socket open
 				_ = ws.SetReadDeadline(time.Now())
 				keep = true
@@ -186,7 +218,7 @@ func session(ctx context.Context, u *url.URL, nick string, life time.Duration, g
 			_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 			return sent, nil
 		case <-chat.C:
-			msg := `sample/im/send;{"message":"soak ` + strings.Repeat("x", rand.IntN(40)) + `"}`
+			msg := `sample/im/send;{"message":"soak ` + nick + ` ` + strings.Repeat("x", rand.IntN(40)) + `"}`
 			if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 				return sent, err
 			}
@@ -198,7 +230,7 @@ func session(ctx context.Context, u *url.URL, nick string, life time.Duration, g
 // Table renders a soak result for people.
 func (r SoakResult) Table() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "sessions %d, messages %d, errors %d\n", r.Sessions, r.Messages, r.Errors)
+	fmt.Fprintf(&sb, "sessions %d, messages sent %d, deliveries %d, own messages lost %d, errors %d\n", r.Sessions, r.Messages, r.Deliveries, r.OwnLost, r.Errors)
 	fmt.Fprintf(&sb, "%-8s %12s %8s %11s %11s\n", "", "connections", "RSS MiB", "goroutines", "open files")
 	for _, row := range []struct {
 		name string

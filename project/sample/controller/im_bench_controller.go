@@ -41,6 +41,12 @@ func runBench(c *dce.Context) error {
 			return st, err
 		},
 	}
+	// As fast as possible stays under the server's rate limit (a sender
+	// over it is refused, then closed); a server started with
+	// DCE_WEBSOCKET_RATE_LIMIT=0 has none, and the senders are unpaced.
+	if st, err := o.Status(); err == nil {
+		o.MaxRate = st.RateLimit
+	}
 	var err error
 	ints := map[string]*int{"clients": &o.Clients, "senders": &o.Senders, "window": &o.Window, "ramp": &o.Ramp}
 	for name, p := range ints {
