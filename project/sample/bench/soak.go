@@ -42,9 +42,9 @@ type SoakResult struct {
 	Deliveries int64      `json:"deliveries"` // messages received by every session (history excluded)
 	OwnLost    int64      `json:"own_lost"`   // own messages a sender never got back (each send reaches its sender too)
 	Errors     int64      `json:"errors"`
-	Before   SoakSample `json:"before"`
-	Loaded   SoakSample `json:"loaded"`
-	After    SoakSample `json:"after"`
+	Before     SoakSample `json:"before"`
+	Loaded     SoakSample `json:"loaded"`
+	After      SoakSample `json:"after"`
 }
 
 // Soak runs the churn, then waits for the server to settle.
