@@ -18,8 +18,8 @@ type Memory struct {
 	fds      map[string]map[uint64]bool // session id → fds
 	members  map[string]int64           // session id → member
 	conns    map[int64]map[uint64]bool  // member → logged-in fds
-	online   []int64                    // cache of Online, nil when stale
-	onlineFD []uint64                   // cache of OnlineConns, nil when stale
+	online   []int64                    // members in conns, ascending; replaced, never modified, on change
+	onlineFD []uint64                   // fds in conns, ascending; likewise
 }
 
 var _ dce.Sessions = (*Memory)(nil)
@@ -125,60 +125,70 @@ func (m *Memory) MemberConns(member int64) []uint64 {
 	return out
 }
 
-// Online implements dce.Sessions.
+// Online implements dce.Sessions. The slice is kept sorted as members come
+// and go (copied on change, never sorted again), so a room of thousands
+// costs no sort per login.
 func (m *Memory) Online() []int64 {
 	m.mu.RLock()
-	cached := m.online
-	m.mu.RUnlock()
-	if cached != nil {
-		return cached
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.online == nil {
-		m.online = make([]int64, 0, len(m.conns))
-		for member := range m.conns {
-			m.online = append(m.online, member)
-		}
-		slices.Sort(m.online)
-	}
+	defer m.mu.RUnlock()
 	return m.online
 }
 
-// OnlineConns implements dce.Sessions.
+// OnlineConns implements dce.Sessions; kept like Online.
 func (m *Memory) OnlineConns() []uint64 {
 	m.mu.RLock()
-	cached := m.onlineFD
-	m.mu.RUnlock()
-	if cached != nil {
-		return cached
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.onlineFD == nil {
-		m.onlineFD = make([]uint64, 0, len(m.conns))
-		for _, fds := range m.conns {
-			for fd := range fds {
-				m.onlineFD = append(m.onlineFD, fd)
-			}
-		}
-		slices.Sort(m.onlineFD)
-	}
+	defer m.mu.RUnlock()
 	return m.onlineFD
 }
 
 func (m *Memory) addConn(member int64, fd uint64) {
-	if m.conns[member] == nil {
-		m.conns[member] = map[uint64]bool{}
+	fds := m.conns[member]
+	if fds == nil {
+		fds = map[uint64]bool{}
+		m.conns[member] = fds
+		m.online = insertSorted(m.online, member)
 	}
-	m.conns[member][fd] = true
-	m.online, m.onlineFD = nil, nil
+	if !fds[fd] {
+		fds[fd] = true
+		m.onlineFD = insertSorted(m.onlineFD, fd)
+	}
 }
 
 func (m *Memory) removeConn(member int64, fd uint64) {
-	delete(m.conns[member], fd)
-	if len(m.conns[member]) == 0 {
-		delete(m.conns, member)
+	fds := m.conns[member]
+	if !fds[fd] {
+		return
 	}
-	m.online, m.onlineFD = nil, nil
+	delete(fds, fd)
+	m.onlineFD = removeSorted(m.onlineFD, fd)
+	if len(fds) == 0 {
+		delete(m.conns, member)
+		m.online = removeSorted(m.online, member)
+	}
+}
+
+// insertSorted returns a new sorted slice with v added: slices handed out
+// earlier stay as they were.
+func insertSorted[T int64 | uint64](s []T, v T) []T {
+	i, found := slices.BinarySearch(s, v)
+	if found {
+		return s
+	}
+	out := make([]T, len(s)+1)
+	copy(out, s[:i])
+	out[i] = v
+	copy(out[i+1:], s[i:])
+	return out
+}
+
+// removeSorted returns a new sorted slice without v.
+func removeSorted[T int64 | uint64](s []T, v T) []T {
+	i, found := slices.BinarySearch(s, v)
+	if !found {
+		return s
+	}
+	out := make([]T, len(s)-1)
+	copy(out, s[:i])
+	copy(out[i:], s[i+1:])
+	return out
 }

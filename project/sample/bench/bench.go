@@ -36,7 +36,11 @@ type Options struct {
 	Window   int           // messages in flight per sender when Rate is 0
 	Duration time.Duration // sending (or holding) time
 	Ramp     int           // connections opened at once
-	Mode     string        // "chat" (default) or "rr": request/response round trips
+	Mode     string        // "chat" (default), "rr": request/response round trips, or "join" (see Join)
+	Presence string        // "delta" (default, as our page) or "list": whole setUserList pushes, as the original page
+	History  int           // messages asked for at login (our page: 100); 0 the whole history, as the original page
+	Probes   int           // join mode: newcomers timed one by one into the full room (default 20)
+	Fill     int           // join mode: messages of the longest size sent first, to join into a full history
 	MaxRate  float64       // the server's per-connection rate limit: as-fast-as-possible senders stay under it; 0: unpaced
 	Status   func() (ServerStatus, error)
 	Progress io.Writer // one line per second; nil for none
@@ -81,6 +85,7 @@ type Result struct {
 	// the idle figure, once the server has tidied up after the joins.
 	ServerRSSHeldPerCon float64 `json:"server_rss_held_per_conn_kib"`
 	ServerCPU           float64 `json:"server_cpu_percent"`
+	JoinResult
 }
 
 type client struct {
@@ -94,14 +99,15 @@ type client struct {
 }
 
 type run struct {
-	o        Options
-	tag      string
-	hist     histogram
-	received atomic.Int64
-	refused  atomic.Int64 // messages the server refused (429: over its rate limit)
-	dropped  atomic.Int64
-	counting atomic.Bool
-	start    time.Time
+	o            Options
+	tag          string
+	hist         histogram
+	received     atomic.Int64
+	refused      atomic.Int64 // messages the server refused (429: over its rate limit)
+	dropped      atomic.Int64
+	counting     atomic.Bool
+	lastPresence atomic.Int64 // unix nanos of the last setUserList or updateUserList received
+	start        time.Time
 }
 
 // Run connects, measures and reports. ctx bounds the whole run.
@@ -114,6 +120,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	if o.Ramp < 1 {
 		o.Ramp = 200
+	}
+	if o.Mode == "join" {
+		return Join(ctx, o)
 	}
 	raiseFileLimit()
 	r := &run{o: o, tag: strconv.FormatUint(rand.Uint64()%1e9, 36)}
@@ -144,7 +153,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	awaitLists(clients)
+	r.awaitLists(clients)
 	after, okAfter := r.status()
 	if okAfter {
 		res.ServerRSSMiB = float64(after.Memory["rss_bytes"]) / (1 << 20)
@@ -316,9 +325,7 @@ func (r *run) connect(ctx context.Context) ([]*client, error) {
 func (r *run) dial(ctx context.Context, u *url.URL, i int, loopback bool) (*client, error) {
 	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
 	if loopback {
-		local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i/20000))}
-		nd := &net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
-		d.NetDialContext = nd.DialContext
+		d.NetDialContext = loopbackDialer(i)
 	}
 	ws, _, err := d.DialContext(ctx, u.String(), nil)
 	if err != nil {
@@ -326,15 +333,40 @@ func (r *run) dial(ctx context.Context, u *url.URL, i int, loopback bool) (*clie
 	}
 	c := &client{id: strconv.FormatInt(int64(i), 36), ws: ws, ready: make(chan struct{}), inFlight: make(chan struct{}, r.o.Window)}
 	go r.read(c)
-	login := fmt.Sprintf(`sample/im/login;{"nickname":"bench-%s-%d","brief":"load test client"}`, r.tag, i)
+	login := r.loginFrame(fmt.Sprintf("bench-%s-%d", r.tag, i), "")
 	if r.o.Mode == "rr" {
-		login = fmt.Sprintf(`sample/im/login:0;{"nickname":"bench-%s-%d","brief":"load test client"}`, r.tag, i)
+		login = r.loginFrame(fmt.Sprintf("bench-%s-%d", r.tag, i), ":0")
 	}
 	if err := c.write(login); err != nil {
 		ws.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// addrBase picks this run's 127.x.0.0 block: the ports a previous run left
+// in TIME_WAIT belong to other source addresses.
+var addrBase = byte(1 + rand.IntN(250))
+
+// loopbackDialer dials from client i's own source address: 20,000
+// clients per 127.x.0.y keep clear of the ephemeral port range.
+func loopbackDialer(i int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	local := &net.TCPAddr{IP: net.IPv4(127, addrBase, 0, byte(1+i/20000))}
+	nd := &net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}
+	return nd.DialContext
+}
+
+// loginFrame is the login a client sends: the page's (delta presence, a
+// page of history) unless the options ask for the original page's.
+func (r *run) loginFrame(nick, id string) string {
+	extra := ""
+	if r.o.Presence != "list" {
+		extra += `,"presence":"delta"`
+	}
+	if r.o.History > 0 {
+		extra += `,"history":` + strconv.Itoa(r.o.History)
+	}
+	return `sample/im/login` + id + `;{"nickname":"` + nick + `","brief":"load test client"` + extra + `}`
 }
 
 // awaitReady waits until every client got its history after login.
@@ -355,9 +387,19 @@ func awaitReady(ctx context.Context, clients []*client) error {
 	return nil
 }
 
-// awaitLists waits until every client holds the longest online list seen:
-// the pushes of the joins are over (10,000 lists of 600 KB take a while).
-func awaitLists(clients []*client) {
+// awaitLists waits until the pushes of the joins are over: with whole
+// lists, every client holds the longest list seen (10,000 lists of 600 KB
+// take a while); with deltas, no presence push arrived for 1.5 s (a change
+// reaches everyone within 1 s).
+func (r *run) awaitLists(clients []*client) {
+	if r.o.Presence != "list" {
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if time.Since(time.Unix(0, r.lastPresence.Load())) > 1500*time.Millisecond {
+				return
+			}
+		}
+		return
+	}
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		var longest, behind int64
 		for _, c := range clients {
@@ -408,9 +450,10 @@ func (r *run) read(c *client) {
 		head := buf[:min(cap(buf), 64)]
 		n, _ := io.ReadFull(rd, head)
 		buf = head[:n]
-		if hasPrefix(buf, "setUserList;") {
+		if hasPrefix(buf, "setUserList;") || hasPrefix(buf, "updateUserList;") {
 			rest, _ := io.Copy(io.Discard, rd)
 			c.listLen.Store(int64(n) + rest)
+			r.lastPresence.Store(time.Now().UnixNano())
 			continue
 		}
 		for {
@@ -660,6 +703,18 @@ func (res Result) Table() string {
 	w := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', tabwriter.AlignRight)
 	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\t\n", k, v) }
 	row("mode", res.Mode)
+	if res.Mode == "join" {
+		row("clients in", fmt.Sprintf("%d / %d in %.1f s, %d failed", res.Connected, res.Clients, res.AllInS, res.Failures))
+		row("join wait p50 / p99 / max", fmt.Sprintf("%.1f / %.1f / %.1f ms", res.JoinP50ms, res.JoinP99ms, res.JoinMaxMs))
+		row("join wait p99, last 1,000", fmt.Sprintf("%.1f ms", res.JoinLastP99ms))
+		row("probe into the full room p50 / p99", fmt.Sprintf("%.1f / %.1f ms", res.ProbeP50ms, res.ProbeP99ms))
+		if res.CPUmsPerJoin > 0 {
+			row("server CPU per join", fmt.Sprintf("%.2f ms", res.CPUmsPerJoin))
+			row("server RSS", fmt.Sprintf("%.1f MiB", res.ServerRSSMiB))
+		}
+		w.Flush()
+		return sb.String()
+	}
 	row("clients connected", fmt.Sprintf("%d / %d in %.2f s", res.Connected, res.Clients, res.ConnectS))
 	if res.Mode == "chat" && res.Senders == 0 {
 		row("held", fmt.Sprintf("%.0f s, no sender", res.DurationS))

@@ -21,8 +21,9 @@ func init() {
 }
 
 // runBench: ./dce websocket bench [-clients 1000] [-senders 10] [-rate 20]
-// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|soak] [-churn N]
-// [-url ws://...] [-json] [-cpuprofile FILE]
+// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|join|soak] [-churn N]
+// [-presence delta|list] [-history 100] [-probes 20] [-url ws://...] [-json]
+// [-cpuprofile FILE]
 func runBench(c *dce.Context) error {
 	cfg := config.Current()
 	o := bench.Options{
@@ -30,6 +31,7 @@ func runBench(c *dce.Context) error {
 		Clients:  1000,
 		Senders:  10,
 		Duration: 20 * time.Second,
+		History:  100, // as our page
 		Progress: os.Stderr,
 		MaxRate:  cfg.Websocket.RateLimit,
 		Status: func() (bench.ServerStatus, error) {
@@ -48,7 +50,7 @@ func runBench(c *dce.Context) error {
 		o.MaxRate = st.RateLimit
 	}
 	var err error
-	ints := map[string]*int{"clients": &o.Clients, "senders": &o.Senders, "window": &o.Window, "ramp": &o.Ramp}
+	ints := map[string]*int{"clients": &o.Clients, "senders": &o.Senders, "window": &o.Window, "ramp": &o.Ramp, "history": &o.History, "probes": &o.Probes, "fill": &o.Fill}
 	for name, p := range ints {
 		if v, ok := c.Arg(name); ok {
 			if *p, err = strconv.Atoi(v); err != nil {
@@ -70,10 +72,19 @@ func runBench(c *dce.Context) error {
 		o.URL = v
 	}
 	if v, ok := c.Arg("mode"); ok {
-		if v != "chat" && v != "rr" && v != "soak" {
-			return dce.Fail(400, "-mode: want chat, rr or soak, got %q", v)
+		if v != "chat" && v != "rr" && v != "soak" && v != "join" {
+			return dce.Fail(400, "-mode: want chat, rr, join or soak, got %q", v)
 		}
 		o.Mode = v
+		if _, set := c.Arg("ramp"); v == "join" && !set {
+			o.Ramp = 64 // people opening the page, 64 at a time
+		}
+	}
+	if v, ok := c.Arg("presence"); ok {
+		if v != "delta" && v != "list" {
+			return dce.Fail(400, "-presence: want delta (our page) or list (the original page), got %q", v)
+		}
+		o.Presence = v
 	}
 	_, asJSON := c.Arg("json")
 	if v, ok := c.Arg("cpuprofile"); ok { // the load tool's own profile: is it the bottleneck?

@@ -11,9 +11,10 @@ import (
 
 func init() {
 	dce.Register("sample", "ImServiceController", map[string]dce.Action{
-		"login":  login,
-		"send":   send,
-		"logout": logout,
+		"login":   login,
+		"send":    send,
+		"logout":  logout,
+		"history": history,
 	})
 }
 
@@ -31,15 +32,20 @@ func login(c *dce.Context) error {
 	var in struct {
 		Nickname string `json:"nickname"`
 		Brief    string `json:"brief"`
+		Presence string `json:"presence"` // "delta": joins and leaves instead of whole lists
+		History  int    `json:"history"`  // only the last N messages; 0: the whole history
 	}
 	if err := c.Bind(&in); err != nil {
 		return err
+	}
+	if in.Presence != "" && in.Presence != "delta" && in.Presence != "list" {
+		return dce.Fail(400, "presence: want \"delta\" or \"list\", got %q", in.Presence)
 	}
 	s, err := im(c)
 	if err != nil {
 		return err
 	}
-	m, err := s.Login(c.Conn, in.Nickname, in.Brief)
+	m, err := s.Login(c.Conn, in.Nickname, in.Brief, service.LoginOptions{Delta: in.Presence == "delta", History: in.History})
 	if err != nil {
 		return err
 	}
@@ -76,5 +82,38 @@ func logout(c *dce.Context) error {
 		return err
 	}
 	s.Logout(c.Conn)
+	return nil
+}
+
+// history: sample/im/history:7;{"before_id":120,"limit":100} answers
+// {"data":{"messages":[...],"more":true}}: up to limit (default 100, at
+// most service.HistoryPage) messages older than before_id, ascending, and
+// whether older ones are stored.
+func history(c *dce.Context) error {
+	var in struct {
+		BeforeID int64 `json:"before_id"`
+		Limit    int   `json:"limit"`
+	}
+	if err := c.Bind(&in); err != nil {
+		return err
+	}
+	switch {
+	case in.BeforeID <= 0:
+		return dce.Fail(400, "before_id: want the id of the oldest message you have")
+	case in.Limit < 0 || in.Limit > service.HistoryPage:
+		return dce.Fail(400, "limit: want 1 to %d", service.HistoryPage)
+	case in.Limit == 0:
+		in.Limit = 100
+	}
+	s, err := im(c)
+	if err != nil {
+		return err
+	}
+	if _, ok := c.Hub.Sessions().Member(c.Conn.FD()); !ok {
+		return dce.Fail(401, "log in first")
+	}
+	msgs, more := s.Before(in.BeforeID, in.Limit)
+	c.Assign("messages", msgs)
+	c.Assign("more", more)
 	return nil
 }

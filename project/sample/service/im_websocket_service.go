@@ -5,6 +5,10 @@
 package service
 
 import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,21 +34,37 @@ const (
 	MessageMax  = 1024
 )
 
-// Pushes, as the original page expects them.
+// Pushes. setUserList and setMessageList are what the original page
+// expects; updateUserList carries presence changes to clients that asked
+// for them at login ("presence":"delta").
 const (
 	PathUserList    = "setUserList"
+	PathUserChanges = "updateUserList"
 	PathMessageList = "setMessageList"
 )
 
-// The online list is pushed at most once per listInterval: a change in a
-// quiet room goes out at once, changes in a burst (many logins) ride along
-// with the next push. One push costs members² entries (10,000 members:
-// 10,000 lists of 600 KB each), so the interval grows with the square of
-// the room: 50 ms up to 700 members, 100 ms at 1,000, 1 s at 3,200, and at
-// most 10 s from 10,000.
+// HistoryPage is the most messages one history request returns.
+const HistoryPage = 500
+
+// The online list reaches a newcomer at once, with its login. Everyone
+// else learns of a change with the next coalesced push:
+//
+//   - clients of the original page get the whole list, at most once per
+//     listInterval, which grows with the square of the room (one push costs
+//     members² entries: 10,000 lists of 600 KB at 10,000 members): 50 ms up
+//     to 700 members, 100 ms at 1,000, 1 s at 3,200, at most 10 s from 10,000;
+//   - delta clients get only the joins and leaves, at most once per
+//     deltaInterval, which grows with the room (one push costs one entry
+//     per change per member): 100 ms up to 1,000 members, 1 s at 10,000.
+//
+// A change in a quiet room goes out at once.
 func listInterval(members int) time.Duration {
 	n := time.Duration(members)
 	return min(max(n*n*100, 50*time.Millisecond), 10*time.Second)
+}
+
+func deltaInterval(members int) time.Duration {
+	return min(max(time.Duration(members)*100*time.Microsecond, 50*time.Millisecond), time.Second)
 }
 
 // Member is a registered nickname. Its id is the number of the connection
@@ -64,6 +84,13 @@ type Message struct {
 	Nickname   string `json:"nickname"`
 }
 
+// LoginOptions are what a client may ask for at login, beyond the
+// original page's nickname and brief.
+type LoginOptions struct {
+	Delta   bool // "presence":"delta": joins and leaves instead of whole lists
+	History int  // "history":N: only the last N messages (older ones on request); 0 all
+}
+
 // ImWebsocketService is the chat of one running server.
 type ImWebsocketService struct {
 	hub      dce.Hub
@@ -72,14 +99,20 @@ type ImWebsocketService struct {
 	mu         sync.Mutex // guards everything below; held while queueing pushes so they keep their order
 	byNick     map[string]*Member
 	byID       map[int64]*Member
-	history    []Message // ring of at most HistoryMax, oldest first from head
+	entry      map[int64][]byte // member id → its encoded list entry
+	history    []Message        // ring of at most historyMax, oldest first from head
 	head       int
 	nextMsgID  int64
-	listVer    uint64            // bumped on each change of the online list
-	sentVer    map[uint64]uint64 // fd → version of the list it last got
-	pending    map[uint64]bool   // logged in, waiting for the list and the history
-	lastPush   time.Time
-	pushTimer  *time.Timer // the next push, when one is scheduled
+	delta      map[uint64]bool   // logged-in connections that get presence changes
+	listVer    uint64            // bumped at each login, logout and disconnect
+	sentVer    map[uint64]uint64 // whole-list connections: the version of the list each last got
+	changes    map[int64]bool    // member → now online (true) or gone (false), since the last delta push
+	snap       []byte            // the online list as of the last delta push (changes holds what came since)
+	snapIDs    []int64           // its members, ascending
+	wholeDirty bool              // the online list changed since the last whole-list push
+	lastWhole  time.Time         // last whole-list push
+	lastDelta  time.Time         // last delta push
+	pushTimer  *time.Timer       // the next push, when one is scheduled
 	membersMax int
 	historyMax int
 }
@@ -97,8 +130,11 @@ func New(hub dce.Hub) *ImWebsocketService {
 		sessions:   hub.Sessions(),
 		byNick:     map[string]*Member{},
 		byID:       map[int64]*Member{},
+		entry:      map[int64][]byte{},
+		delta:      map[uint64]bool{},
 		sentVer:    map[uint64]uint64{},
-		pending:    map[uint64]bool{},
+		changes:    map[int64]bool{},
+		snap:       []byte("[]"),
 		membersMax: Settings.MembersMax,
 		historyMax: max(1, Settings.HistoryMax),
 	}
@@ -117,9 +153,10 @@ func Of(hub dce.Hub) *ImWebsocketService {
 }
 
 // Login logs conn in as nickname, registering the nickname on first use (a
-// known nickname keeps its id and stored brief). The connection then gets
-// the online list and the whole history; everyone else gets the new list.
-func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string) (*Member, error) {
+// known nickname keeps its id and stored brief). The connection gets the
+// online list and the history at once, one frame each; everyone else
+// learns of the change with the next coalesced push.
+func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt LoginOptions) (*Member, error) {
 	nickname = strings.TrimSpace(nickname)
 	brief = strings.TrimSpace(brief)
 	switch {
@@ -129,6 +166,8 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string) (*Memb
 		return nil, dce.Fail(400, "nickname is longer than %d characters", NicknameMax)
 	case utf8.RuneCountInString(brief) > BriefMax:
 		return nil, dce.Fail(400, "brief is longer than %d characters", BriefMax)
+	case opt.History < 0:
+		return nil, dce.Fail(400, "history: want the number of recent messages, got %d", opt.History)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -138,19 +177,56 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string) (*Memb
 			return nil, dce.Fail(400, "the room is full: %d members are registered (im.members_max)", s.membersMax)
 		}
 		m = &Member{ID: int64(conn.FD()), Nickname: nickname, Brief: brief}
+		entry, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
 		s.byNick[nickname] = m
 		s.byID[m.ID] = m
+		s.entry[m.ID] = entry
 	}
-	if old, ok := s.sessions.Member(conn.FD()); ok && old == m.ID {
+	fd := conn.FD()
+	if old, ok := s.sessions.Member(fd); ok && old == m.ID {
 		return m, nil // already logged in as this member
 	}
-	s.sessions.Login(conn.FD(), m.ID)
-	// The newcomer gets the list, then the history, with the next list push
-	// (at once unless a burst of logins is going on); messages sent before
-	// that reach it through the history.
-	s.pending[conn.FD()] = true
-	s.listChanged()
+	if old, ok := s.sessions.Member(fd); ok { // switching members: the old one may leave
+		s.sessions.Logout(fd)
+		s.left(old)
+	}
+
+	wasOnline := len(s.sessions.MemberConns(m.ID)) > 0
+	s.sessions.Login(fd, m.ID)
+	s.listVer++
+	if opt.Delta {
+		s.delta[fd] = true
+		delete(s.sentVer, fd)
+	} else {
+		delete(s.delta, fd)
+		s.sentVer[fd] = s.listVer // it gets this version now
+	}
+	if !wasOnline {
+		s.changes[m.ID] = true
+	}
+	// The newcomer first: its list and history, before any later message.
+	list := s.snapPlusChanges()
+	if !opt.Delta || list == nil {
+		list = s.listLocked()
+	}
+	if err := conn.Send(&dce.Message{Path: PathUserList, Body: list, Mode: dce.Latest}); err == nil {
+		if msg, err := dce.NewMessage(PathMessageList, s.recentLocked(opt.History), dce.Merge); err == nil {
+			_ = conn.Send(msg)
+		}
+	} // else it closed meanwhile; its close hook logs it out
+	s.wholeDirty = true
+	s.schedule(time.Now())
 	return m, nil
+}
+
+// left records that member may have gone offline (s.mu held).
+func (s *ImWebsocketService) left(member int64) {
+	if len(s.sessions.MemberConns(member)) == 0 {
+		s.changes[member] = false
+	}
 }
 
 // Send stores a message from the member logged in on conn and pushes it to
@@ -185,17 +261,7 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 	if err != nil {
 		return nil, err
 	}
-	to := s.sessions.OnlineConns()
-	if len(s.pending) > 0 {
-		ready := make([]uint64, 0, len(to))
-		for _, fd := range to {
-			if !s.pending[fd] {
-				ready = append(ready, fd)
-			}
-		}
-		to = ready
-	}
-	s.hub.Send(to, push)
+	s.hub.Send(s.sessions.OnlineConns(), push)
 	return &msg, nil
 }
 
@@ -203,10 +269,13 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.delta, conn.FD())
 	delete(s.sentVer, conn.FD())
-	delete(s.pending, conn.FD())
-	if _, ok := s.sessions.Logout(conn.FD()); ok {
-		s.listChanged()
+	if member, ok := s.sessions.Logout(conn.FD()); ok {
+		s.left(member)
+		s.listVer++
+		s.wholeDirty = true
+		s.schedule(time.Now())
 	}
 }
 
@@ -214,10 +283,6 @@ func (s *ImWebsocketService) Logout(conn dce.Conn) {
 func (s *ImWebsocketService) Online() []Member {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.onlineLocked()
-}
-
-func (s *ImWebsocketService) onlineLocked() []Member {
 	ids := s.sessions.Online()
 	out := make([]Member, 0, len(ids))
 	for _, id := range ids {
@@ -228,64 +293,210 @@ func (s *ImWebsocketService) onlineLocked() []Member {
 	return out
 }
 
+// listLocked encodes the online list from the members' encoded entries:
+// a room of 10,000 costs a copy, not 10,000 encodings.
+func (s *ImWebsocketService) listLocked() []byte {
+	ids := s.sessions.Online()
+	n := 2
+	for _, id := range ids {
+		n += len(s.entry[id]) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s.entry[id]...)
+	}
+	return append(b, ']')
+}
+
+// snapPlusChanges is the online list for a delta newcomer, made without
+// encoding or looking up the whole room: the list of the last delta push
+// and the joins since (at its end, so not in id order), nil when a member
+// left since (then the list is built afresh). The next delta push repeats
+// those joins to the newcomer, which changes nothing.
+func (s *ImWebsocketService) snapPlusChanges() []byte {
+	for _, on := range s.changes {
+		if !on {
+			return nil
+		}
+	}
+	b := make([]byte, 0, len(s.snap)+len(s.changes)*64)
+	b = append(b, s.snap[:len(s.snap)-1]...)
+	for id := range s.changes {
+		if _, in := slices.BinarySearch(s.snapIDs, id); in || s.entry[id] == nil {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, s.entry[id]...)
+	}
+	return append(b, ']')
+}
+
 // History returns the stored messages, ascending by id.
 func (s *ImWebsocketService) History() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.historyLocked()
+	return s.recentLocked(0)
 }
 
-func (s *ImWebsocketService) historyLocked() []Message {
-	out := make([]Message, 0, len(s.history))
-	out = append(out, s.history[s.head:]...)
-	return append(out, s.history[:s.head]...)
+// recentLocked returns the last n stored messages (all when n is 0),
+// ascending by id.
+func (s *ImWebsocketService) recentLocked(n int) []Message {
+	all := len(s.history)
+	if n <= 0 || n > all {
+		n = all
+	}
+	out := make([]Message, 0, n)
+	for i := all - n; i < all; i++ {
+		out = append(out, s.history[(s.head+i)%all])
+	}
+	return out
 }
 
-// listChanged pushes the online list now, or schedules the next push.
-func (s *ImWebsocketService) listChanged() {
-	s.listVer++
+// Before returns up to limit stored messages older than id, ascending, and
+// whether still older ones are stored. The page loads them when the reader
+// scrolls up.
+func (s *ImWebsocketService) Before(id int64, limit int) ([]Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := len(s.history)
+	if all == 0 {
+		return []Message{}, false
+	}
+	oldest := s.history[s.head].ID // ids are consecutive: the i-th oldest is oldest+i
+	end := int(min(max(id-oldest, 0), int64(all)))
+	start := max(0, end-limit)
+	out := make([]Message, 0, end-start)
+	for i := start; i < end; i++ {
+		out = append(out, s.history[(s.head+i)%all])
+	}
+	return out, start > 0
+}
+
+// schedule sends the pushes a login, logout or disconnect calls for: the
+// whole list to the original page's clients (it expects one after each),
+// the joins and leaves to the delta clients. Now in a quiet room, else when
+// the interval has passed (s.mu held).
+func (s *ImWebsocketService) schedule(now time.Time) {
 	if s.pushTimer != nil {
 		return // the scheduled push will carry this change
 	}
-	wait := listInterval(len(s.sessions.Online())) - time.Since(s.lastPush)
-	if wait <= 0 {
-		s.pushListLocked()
+	members := len(s.sessions.Online())
+	var due time.Time
+	if s.wholeDirty {
+		due = s.lastWhole.Add(listInterval(members))
+	}
+	if len(s.changes) > 0 {
+		if d := s.lastDelta.Add(deltaInterval(members)); due.IsZero() || d.Before(due) {
+			due = d
+		}
+	}
+	if due.IsZero() {
 		return
 	}
-	s.pushTimer = time.AfterFunc(wait, func() {
+	if !due.After(now) {
+		s.pushLocked(now)
+		return
+	}
+	s.pushTimer = time.AfterFunc(due.Sub(now), func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.pushTimer = nil
-		s.pushListLocked()
+		s.pushLocked(time.Now())
 	})
 }
 
-// pushListLocked sends the current list to each logged-in connection that
-// does not have it yet, then the history to the newcomers.
-func (s *ImWebsocketService) pushListLocked() {
-	s.lastPush = time.Now()
+// pushLocked sends what is due: the whole list to the original page's
+// clients, the joins and leaves to the delta clients.
+func (s *ImWebsocketService) pushLocked(now time.Time) {
+	members := len(s.sessions.Online())
 	online := s.sessions.OnlineConns()
-	fds := make([]uint64, 0, len(online))
+	if len(s.changes) > 0 && !now.Before(s.lastDelta.Add(deltaInterval(members))) {
+		s.lastDelta = now
+		s.pushChanges(online)
+	}
+	if s.wholeDirty && !now.Before(s.lastWhole.Add(listInterval(members))) {
+		s.lastWhole, s.wholeDirty = now, false
+		fds := make([]uint64, 0, len(online))
+		for _, fd := range online {
+			if !s.delta[fd] && s.sentVer[fd] != s.listVer {
+				s.sentVer[fd] = s.listVer
+				fds = append(fds, fd)
+			}
+		}
+		if len(fds) > 0 {
+			s.hub.Send(fds, &dce.Message{Path: PathUserList, Body: s.listLocked(), Mode: dce.Latest})
+		}
+	}
+	if s.wholeDirty || len(s.changes) > 0 {
+		s.schedule(now)
+	}
+}
+
+// pushChanges sends `updateUserList;{"join":[members],"leave":[ids]}` to
+// the delta clients. A newcomer may hear of a change its own list already
+// showed: applying a join or a leave twice changes nothing.
+func (s *ImWebsocketService) pushChanges(online []uint64) {
+	ids := slices.Sorted(maps.Keys(s.changes))
+	b := []byte(`{"join":[`)
+	n := 0
+	for _, id := range ids {
+		if s.changes[id] && s.entry[id] != nil {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, s.entry[id]...)
+			n++
+		}
+	}
+	b = append(b, `],"leave":[`...)
+	n = 0
+	for _, id := range ids {
+		if !s.changes[id] {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, id, 10)
+			n++
+		}
+	}
+	b = append(b, "]}"...)
+	clear(s.changes)
+	// Online is replaced, never modified, on change: keeping it is safe.
+	s.snapIDs, s.snap = s.sessions.Online(), s.listLocked()
+	fds := make([]uint64, 0, len(s.delta))
 	for _, fd := range online {
-		if s.sentVer[fd] != s.listVer {
-			s.sentVer[fd] = s.listVer
+		if s.delta[fd] {
 			fds = append(fds, fd)
 		}
 	}
-	if len(fds) > 0 {
-		if msg, err := dce.NewMessage(PathUserList, s.onlineLocked(), dce.Latest); err == nil {
-			s.hub.Send(fds, msg)
-		}
-	}
-	if len(s.pending) == 0 {
+	s.fanOut(fds, &dce.Message{Path: PathUserChanges, Body: b}, deltaInterval(len(s.snapIDs))/2)
+}
+
+// fanOutChunk is how many connections one step of a spread fan-out reaches.
+const fanOutChunk = 1000
+
+// fanOut sends m to fds spread over the given time, fanOutChunk at a time:
+// a presence change to 10,000 members is then not one burst of 10,000
+// writes that a newcomer's list and history would queue behind. The spread
+// is shorter than the push interval, so two pushes never overtake.
+func (s *ImWebsocketService) fanOut(fds []uint64, m *dce.Message, over time.Duration) {
+	if len(fds) <= fanOutChunk {
+		s.hub.Send(fds, m)
 		return
 	}
-	newcomers := make([]uint64, 0, len(s.pending))
-	for fd := range s.pending {
-		newcomers = append(newcomers, fd)
-	}
-	clear(s.pending)
-	if msg, err := dce.NewMessage(PathMessageList, s.historyLocked(), dce.Merge); err == nil {
-		s.hub.Send(newcomers, msg)
+	steps := (len(fds) + fanOutChunk - 1) / fanOutChunk
+	for i := 0; i < steps; i++ {
+		chunk := fds[i*fanOutChunk : min(len(fds), (i+1)*fanOutChunk)]
+		if i == 0 {
+			s.hub.Send(chunk, m)
+			continue
+		}
+		time.AfterFunc(over*time.Duration(i)/time.Duration(steps), func() { s.hub.Send(chunk, m) })
 	}
 }
