@@ -2,6 +2,7 @@ package sample_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"dce/app/config"
+	"dce/app/servertest"
 )
 
 // chromium finds a Chromium binary; $DCE_CHROMIUM wins.
@@ -207,4 +211,91 @@ func TestBrowserChat(t *testing.T) {
 	waitText(t, bo, "#users", "Ada", false)
 	closeTab()
 	waitText(t, bo, "#users", "Ada", true)
+}
+
+// TestBrowserRestartAndPage: a page that stays open while the server
+// restarts shows exactly what the new server has (its history, then every
+// new message, both ways); in a quiet room the first list already marks
+// you; a failed send shows its error and then recovers; new messages are
+// appended (old nodes kept) and do not pull a reader who scrolled up;
+// Shift+Enter makes a new line that the message keeps.
+func TestBrowserRestartAndPage(t *testing.T) {
+	bin := chromium()
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Chromium is required in CI (apt-get install chromium)")
+		}
+		t.Skip("Chromium not found: install it (apt-get install chromium) or set DCE_CHROMIUM to run the browser test")
+	}
+	s := startChat(t, nil)
+	addr := s.HTTPAddrs()[0]
+	url := "http://" + addr + "/"
+	ada := browser(t, bin, "en-US", 1000, 700)
+	bo := browser(t, bin, "en-US", 1000, 700)
+	login(t, ada, url, "Ada", "Writes the first program")
+	waitText(t, ada, "#users", "Ada (you)", false) // quiet room: the list came before the reply
+	login(t, bo, url, "Bo", "Reads everything")
+	say(t, ada, "before the restart")
+	waitText(t, bo, "#messages", "before the restart", false)
+
+	// Restart on the same port under both open pages.
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	s2 := startChat(t, nil, func(c *config.Config) { c.Websocket.Port, _ = strconv.Atoi(port) })
+	waitText(t, ada, "#state-text", "Connected", false)
+	waitText(t, bo, "#state-text", "Connected", false)
+	waitText(t, ada, "#messages", "before the restart", true) // the new server's history is empty
+	waitText(t, bo, "#messages", "before the restart", true)
+	say(t, bo, "after the restart, from Bo")
+	waitText(t, ada, "#messages", "after the restart, from Bo", false)
+	say(t, ada, "after the restart, from Ada")
+	waitText(t, bo, "#messages", "after the restart, from Ada", false)
+	waitText(t, ada, "#users", "Bo", false)
+	if n := len(s2.Hub().Sessions().Online()); n != 2 {
+		t.Errorf("%d members online on the new server; want both pages logged back in", n)
+	}
+	for _, ctx := range []context.Context{ada, bo} {
+		if got := eval[int](t, ctx, `document.querySelectorAll("#messages .msg").length`); got != 2 {
+			t.Errorf("%d messages on a page after the restart; want the new server's 2", got)
+		}
+	}
+
+	// A failed send shows its reason, then the state comes back.
+	run(t, ada, chromedp.Evaluate[chromedp.Void](`document.getElementById("message").value = "x".repeat(1025); document.getElementById("compose").requestSubmit()`))
+	waitText(t, ada, "#state-text", "longer than 1024", false)
+	waitText(t, ada, "#state-text", "Connected", false)
+
+	// Many messages from a terminal user; Ada scrolls up; a new message
+	// neither rebuilds the list nor moves her.
+	term := servertest.DialTCP(t, servertest.Sock(t, s2, "tcp"))
+	term.Send(`sample/im/login;{"nickname":"Term","brief":"nc"}`)
+	for i := 0; i < 40; i++ {
+		term.Send(fmt.Sprintf(`sample/im/send;{"message":"filler %d"}`, i))
+	}
+	waitText(t, ada, "#messages", "filler 39", false)
+	run(t, ada, chromedp.Evaluate[chromedp.Void](`window.firstMsg = document.querySelector("#messages .msg"); document.getElementById("messages").scrollTop = 0`))
+	term.Send(`sample/im/send;{"message":"while Ada reads old ones"}`)
+	waitText(t, ada, "#messages", "while Ada reads old ones", false)
+	if same := eval[bool](t, ada, `window.firstMsg === document.querySelector("#messages .msg")`); !same {
+		t.Error("a new message rebuilt the message list; want it appended")
+	}
+	if top := eval[int](t, ada, `document.getElementById("messages").scrollTop`); top != 0 {
+		t.Errorf("a reader scrolled to the top was moved to %d; want to stay", top)
+	}
+
+	// Shift+Enter: a new line in the message, kept when shown.
+	run(t, bo,
+		chromedp.SendKeys(chromedp.ID("message"), "line one"),
+		chromedp.KeyEvent("\r", chromedp.KeyModifiers(chromedp.ModifierShift)),
+		chromedp.SendKeys(chromedp.ID("message"), "line two\r"),
+	)
+	waitText(t, ada, "#messages", "line two", false)
+	if last := eval[string](t, ada, `[...document.querySelectorAll("#messages .bubble")].pop().textContent`); last != "line one\nline two" {
+		t.Errorf("last message %q; want two lines", last)
+	}
+	if h := eval[float64](t, ada, `[...document.querySelectorAll("#messages .bubble")].pop().getClientRects()[0].height`); h < 30 {
+		t.Errorf("the two-line message is %.0f px high; want its line break shown", h)
+	}
 }

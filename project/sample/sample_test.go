@@ -21,9 +21,12 @@ var timeRe = regexp.MustCompile(`"create_time":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"`
 // norm replaces message times, checked for their format, with T.
 func norm(frame string) string { return timeRe.ReplaceAllString(frame, `"create_time":"T"`) }
 
-func startChat(t *testing.T, env map[string]string) *server.Server {
+func startChat(t *testing.T, env map[string]string, mutate ...func(*config.Config)) *server.Server {
 	return servertest.StartEnv(t, root, []string{"hello", "sample"}, env, func(c *config.Config) {
 		c.Websocket.RateLimit = 0
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 }
 
