@@ -214,8 +214,9 @@ func TestLimitsAndErrors(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		c.Send(fmt.Sprintf(`sample/im/send;{"message":"m%d"}`, i))
 	}
+	for !strings.Contains(c.Read(), `"message":"m5"`) { // all five stored
+	}
 	late := servertest.DialWS(t, addr)
-	time.Sleep(100 * time.Millisecond)
 	late.Send(`sample/im/login;{"nickname":"second"}`) // a known member
 	late.ExpectPrefix("setUserList;")
 	got := norm(late.ExpectPrefix("setMessageList;"))
@@ -225,24 +226,26 @@ func TestLimitsAndErrors(t *testing.T) {
 }
 
 // TestUserListCoalesced: many members joining at once cost a few pushes of
-// the newest list, which arrives within 100 ms of the last join.
+// the newest list to a member already in, which has the complete list
+// within 100 ms of the last join (a room of 41 members: the interval is
+// 50 ms).
 func TestUserListCoalesced(t *testing.T) {
 	s := startChat(t, nil)
 	addr := s.HTTPAddrs()[0]
 	watcher := servertest.DialWS(t, addr)
-	watcher.Send(`sample/im/login;{"nickname":"watcher"}`)
-	watcher.ExpectPrefix("setUserList;")
-	watcher.ExpectPrefix("setMessageList;")
+	watcher.Send(`sample/im/login:1;{"nickname":"watcher"}`)
+	collect(t, watcher, "setUserList;", "setMessageList;", "sample/im/login:1;")
 	const n = 40
 	clients := make([]*servertest.WS, n)
 	for i := range clients {
 		clients[i] = servertest.DialWS(t, addr)
 	}
-	time.Sleep(100 * time.Millisecond) // outside the window of the watcher's own login
+	var lastJoin time.Time
 	for i, c := range clients {
-		c.Send(fmt.Sprintf(`sample/im/login;{"nickname":"joiner%d"}`, i))
+		c.Send(fmt.Sprintf(`sample/im/login:1;{"nickname":"joiner%d"}`, i))
+		c.ExpectPrefix("setUserList;") // its own list, at once
+		lastJoin = time.Now()
 	}
-	lastJoinSent := time.Now()
 	pushes := 0
 	for {
 		frame := watcher.Read()
@@ -251,13 +254,133 @@ func TestUserListCoalesced(t *testing.T) {
 		}
 		pushes++
 		if strings.Count(frame, `"id":`) == n+1 {
-			if late := time.Since(lastJoinSent); late > 500*time.Millisecond {
-				t.Errorf("the complete list came %v after the joins", late)
+			if late := time.Since(lastJoin); late > 100*time.Millisecond {
+				t.Errorf("the complete list came %v after the last join; want within 100 ms", late)
 			}
 			break
 		}
 	}
 	if pushes > n/4 {
 		t.Errorf("%d list pushes for %d joins; want them coalesced", pushes, n)
+	}
+}
+
+// TestNewcomerSeesTheRoomAtOnce: in a room where a burst of joins holds the
+// coalesced pushes back, a newcomer still gets its own list and history
+// right after its login, before its reply, whatever the interval.
+func TestNewcomerSeesTheRoomAtOnce(t *testing.T) {
+	s := startChat(t, nil)
+	addr := s.HTTPAddrs()[0]
+	// 700 members: the whole-list interval is 50 ms, then grows with the room.
+	const n = 700
+	for i := 0; i < n; i++ {
+		c := servertest.DialTCP(t, servertest.Sock(t, s, "tcp"))
+		c.Send(fmt.Sprintf(`sample/im/login:1;{"nickname":"m%d","presence":"delta"}`, i))
+		c.ExpectPrefix("setUserList;")
+	}
+	c := servertest.DialWS(t, addr)
+	c.Send(`sample/im/send:1;{"message":"x"}`)
+	c.ExpectPrefix(`sample/im/send:1;{"status":false,"code":401`)
+	c.Send(`sample/im/login:2;{"nickname":"newcomer"}`) // the original protocol: whole lists
+	list := c.ExpectPrefix("setUserList;")
+	if got := strings.Count(list, `"id":`); got != n+1 {
+		t.Errorf("the newcomer's list has %d members; want all %d and itself", got, n)
+	}
+	c.ExpectPrefix("setMessageList;[]")
+	c.ExpectPrefix(`sample/im/login:2;{"data"`)
+}
+
+// TestDeltaPresence: a client that asks for deltas gets the whole list once
+// (with its login), then only joins and leaves; the original page's
+// clients keep getting whole lists, byte for byte.
+func TestDeltaPresence(t *testing.T) {
+	s := startChat(t, nil)
+	addr := s.HTTPAddrs()[0]
+	d := servertest.DialWS(t, addr)
+	d.Send(`sample/im/login;{"nickname":"Delta","brief":"d","presence":"delta"}`)
+	dfd := fd(t, s, 1)
+	uDelta := user(dfd, "Delta", "d")
+	expect(t, "delta", d, list(uDelta))
+	expect(t, "delta", d, "setMessageList;[]")
+
+	o := servertest.DialWS(t, addr)
+	o.Send(`sample/im/login;{"nickname":"Orig","brief":"o"}`)
+	ofd := fd(t, s, 2)
+	uOrig := user(ofd, "Orig", "o")
+	expect(t, "orig", o, list(uDelta, uOrig))
+	expect(t, "orig", o, "setMessageList;[]")
+	expect(t, "delta", d, `updateUserList;{"join":[`+uOrig+`],"leave":[]}`)
+
+	// A second connection of a member already online: no change for the
+	// delta client; the original page still gets its list after the login.
+	o2 := servertest.DialWS(t, addr)
+	o2.Send(`sample/im/login;{"nickname":"Orig"}`)
+	expect(t, "orig2", o2, list(uDelta, uOrig))
+	expect(t, "orig", o, list(uDelta, uOrig))
+	o2.Conn.Close()
+	expect(t, "orig", o, list(uDelta, uOrig))
+	o.Send(`sample/im/logout;undefined`)
+	expect(t, "delta", d, fmt.Sprintf(`updateUserList;{"join":[],"leave":[%d]}`, ofd))
+
+	d.Send(`sample/im/login:9;{"nickname":"x","presence":"sometimes"}`)
+	expect(t, "delta", d, `sample/im/login:9;{"status":false,"code":400,"message":"presence: want \"delta\" or \"list\", got \"sometimes\""}`)
+}
+
+// TestHistoryPages: "history":N at login sends the last N messages; older
+// ones come a page at a time with before_id; the original login (no such
+// field) gets the whole history.
+func TestHistoryPages(t *testing.T) {
+	s := startChat(t, map[string]string{"DCE_IM_HISTORY_MAX": "10"})
+	addr := s.HTTPAddrs()[0]
+	w := servertest.DialWS(t, addr)
+	w.Send(`sample/im/history:1;{"before_id":5}`)
+	w.Expect(`sample/im/history:1;{"status":false,"code":401,"message":"log in first"}`)
+	w.Send(`sample/im/login:2;{"nickname":"writer","history":3}`)
+	collect(t, w, "setUserList;", "setMessageList;[]", "sample/im/login:2;")
+	for i := 1; i <= 12; i++ { // ids 1..12; 3..12 kept
+		w.Send(fmt.Sprintf(`sample/im/send:%d;{"message":"m%d"}`, 100+i, i))
+		skipTo(t, w, fmt.Sprintf("sample/im/send:%d;", 100+i))
+	}
+	ids := func(frame string) string {
+		var out []string
+		for _, part := range strings.Split(frame, `{"id":`)[1:] {
+			id, _, _ := strings.Cut(part, ",")
+			out = append(out, id)
+		}
+		return strings.Join(out, " ")
+	}
+	r := servertest.DialWS(t, addr)
+	r.Send(`sample/im/login;{"nickname":"reader","history":3}`)
+	r.ExpectPrefix("setUserList;")
+	if got := ids(r.ExpectPrefix("setMessageList;")); got != "10 11 12" {
+		t.Errorf("history 3 at login: ids %s; want 10 11 12", got)
+	}
+	tests := []struct {
+		req, ids string
+		more     bool
+	}{
+		{`{"before_id":10,"limit":4}`, "6 7 8 9", true},
+		{`{"before_id":6,"limit":4}`, "3 4 5", false},
+		{`{"before_id":4}`, "3", false},
+		{`{"before_id":3}`, "", false},
+		{`{"before_id":99,"limit":2}`, "11 12", true},
+	}
+	for i, tt := range tests {
+		r.Send(fmt.Sprintf(`sample/im/history:%d;%s`, i+1, tt.req))
+		got := r.ExpectPrefix(fmt.Sprintf(`sample/im/history:%d;{"data":`, i+1))
+		if ids(got) != tt.ids || strings.Contains(got, `"more":true`) != tt.more {
+			t.Errorf("history %s = %s; want ids %q, more %v", tt.req, got, tt.ids, tt.more)
+		}
+	}
+	r.Send(`sample/im/history:9;{"before_id":0}`)
+	r.ExpectPrefix(`sample/im/history:9;{"status":false,"code":400`)
+	r.Send(`sample/im/history:10;{"before_id":5,"limit":501}`)
+	r.ExpectPrefix(`sample/im/history:10;{"status":false,"code":400`)
+
+	whole := servertest.DialWS(t, addr)
+	whole.Send(`sample/im/login;{"nickname":"original"}`)
+	whole.ExpectPrefix("setUserList;")
+	if got := ids(whole.ExpectPrefix("setMessageList;")); got != "3 4 5 6 7 8 9 10 11 12" {
+		t.Errorf("the original login's history: ids %s; want all ten kept", got)
 	}
 }

@@ -103,10 +103,11 @@ type ImWebsocketService struct {
 	history    []Message        // ring of at most historyMax, oldest first from head
 	head       int
 	nextMsgID  int64
-	delta      map[uint64]bool   // logged-in connections that get presence changes
+	delta      map[uint64]uint64 // logged-in connections that get presence changes → the change seq their list showed
 	listVer    uint64            // bumped at each login, logout and disconnect
 	sentVer    map[uint64]uint64 // whole-list connections: the version of the list each last got
-	changes    map[int64]bool    // member → now online (true) or gone (false), since the last delta push
+	changes    map[int64]change  // member → its last change since the last delta push
+	seq        uint64            // numbers the changes
 	snap       []byte            // the online list as of the last delta push (changes holds what came since)
 	snapIDs    []int64           // its members, ascending
 	wholeDirty bool              // the online list changed since the last whole-list push
@@ -131,9 +132,9 @@ func New(hub dce.Hub) *ImWebsocketService {
 		byNick:     map[string]*Member{},
 		byID:       map[int64]*Member{},
 		entry:      map[int64][]byte{},
-		delta:      map[uint64]bool{},
+		delta:      map[uint64]uint64{},
 		sentVer:    map[uint64]uint64{},
-		changes:    map[int64]bool{},
+		changes:    map[int64]change{},
 		snap:       []byte("[]"),
 		membersMax: Settings.MembersMax,
 		historyMax: max(1, Settings.HistoryMax),
@@ -197,15 +198,15 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	wasOnline := len(s.sessions.MemberConns(m.ID)) > 0
 	s.sessions.Login(fd, m.ID)
 	s.listVer++
+	if !wasOnline {
+		s.changed(m.ID, true)
+	}
 	if opt.Delta {
-		s.delta[fd] = true
+		s.delta[fd] = s.seq // its list shows every change so far
 		delete(s.sentVer, fd)
 	} else {
 		delete(s.delta, fd)
 		s.sentVer[fd] = s.listVer // it gets this version now
-	}
-	if !wasOnline {
-		s.changes[m.ID] = true
 	}
 	// The newcomer first: its list and history, before any later message.
 	list := s.snapPlusChanges()
@@ -225,8 +226,19 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 // left records that member may have gone offline (s.mu held).
 func (s *ImWebsocketService) left(member int64) {
 	if len(s.sessions.MemberConns(member)) == 0 {
-		s.changes[member] = false
+		s.changed(member, false)
 	}
+}
+
+// change is a member's last presence change, numbered.
+type change struct {
+	online bool
+	seq    uint64
+}
+
+func (s *ImWebsocketService) changed(member int64, online bool) {
+	s.seq++
+	s.changes[member] = change{online, s.seq}
 }
 
 // Send stores a message from the member logged in on conn and pushes it to
@@ -318,8 +330,8 @@ func (s *ImWebsocketService) listLocked() []byte {
 // left since (then the list is built afresh). The next delta push repeats
 // those joins to the newcomer, which changes nothing.
 func (s *ImWebsocketService) snapPlusChanges() []byte {
-	for _, on := range s.changes {
-		if !on {
+	for _, ch := range s.changes {
+		if !ch.online {
 			return nil
 		}
 	}
@@ -424,7 +436,7 @@ func (s *ImWebsocketService) pushLocked(now time.Time) {
 		s.lastWhole, s.wholeDirty = now, false
 		fds := make([]uint64, 0, len(online))
 		for _, fd := range online {
-			if !s.delta[fd] && s.sentVer[fd] != s.listVer {
+			if _, isDelta := s.delta[fd]; !isDelta && s.sentVer[fd] != s.listVer {
 				s.sentVer[fd] = s.listVer
 				fds = append(fds, fd)
 			}
@@ -439,14 +451,40 @@ func (s *ImWebsocketService) pushLocked(now time.Time) {
 }
 
 // pushChanges sends `updateUserList;{"join":[members],"leave":[ids]}` to
-// the delta clients. A newcomer may hear of a change its own list already
-// showed: applying a join or a leave twice changes nothing.
+// the delta clients: one body for those whose list predates every change,
+// and to a newcomer only the changes its own list did not show yet.
 func (s *ImWebsocketService) pushChanges(online []uint64) {
 	ids := slices.Sorted(maps.Keys(s.changes))
+	first := s.changes[ids[0]].seq
+	for _, id := range ids {
+		first = min(first, s.changes[id].seq)
+	}
+	all := make([]uint64, 0, len(s.delta))
+	for _, fd := range online {
+		seen, ok := s.delta[fd]
+		switch {
+		case !ok:
+		case seen < first:
+			all = append(all, fd)
+		default: // joined during this interval
+			if body := s.changesAfter(ids, seen); body != nil {
+				s.hub.Send([]uint64{fd}, &dce.Message{Path: PathUserChanges, Body: body})
+			}
+		}
+	}
+	body := s.changesAfter(ids, 0)
+	clear(s.changes)
+	// Online is replaced, never modified, on change: keeping it is safe.
+	s.snapIDs, s.snap = s.sessions.Online(), s.listLocked()
+	s.fanOut(all, &dce.Message{Path: PathUserChanges, Body: body}, deltaInterval(len(s.snapIDs))/2)
+}
+
+// changesAfter encodes the changes numbered after seq; nil when none.
+func (s *ImWebsocketService) changesAfter(ids []int64, seq uint64) []byte {
 	b := []byte(`{"join":[`)
 	n := 0
 	for _, id := range ids {
-		if s.changes[id] && s.entry[id] != nil {
+		if ch := s.changes[id]; ch.online && ch.seq > seq && s.entry[id] != nil {
 			if n > 0 {
 				b = append(b, ',')
 			}
@@ -455,9 +493,10 @@ func (s *ImWebsocketService) pushChanges(online []uint64) {
 		}
 	}
 	b = append(b, `],"leave":[`...)
+	joins := n
 	n = 0
 	for _, id := range ids {
-		if !s.changes[id] {
+		if ch := s.changes[id]; !ch.online && ch.seq > seq {
 			if n > 0 {
 				b = append(b, ',')
 			}
@@ -465,17 +504,10 @@ func (s *ImWebsocketService) pushChanges(online []uint64) {
 			n++
 		}
 	}
-	b = append(b, "]}"...)
-	clear(s.changes)
-	// Online is replaced, never modified, on change: keeping it is safe.
-	s.snapIDs, s.snap = s.sessions.Online(), s.listLocked()
-	fds := make([]uint64, 0, len(s.delta))
-	for _, fd := range online {
-		if s.delta[fd] {
-			fds = append(fds, fd)
-		}
+	if joins+n == 0 {
+		return nil
 	}
-	s.fanOut(fds, &dce.Message{Path: PathUserChanges, Body: b}, deltaInterval(len(s.snapIDs))/2)
+	return append(b, "]}"...)
 }
 
 // fanOutChunk is how many connections one step of a spread fan-out reaches.
