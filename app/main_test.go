@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -343,4 +345,113 @@ func serverPID(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// startLimited runs `./dce websocket start` with an open-file limit of n
+// and extra environment.
+func startLimited(t *testing.T, dir string, n int, env ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", fmt.Sprintf("ulimit -n %d && exec ./dce websocket start", n))
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), env...)
+	log := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	waitLog(t, log, "Connections: at most")
+	return cmd, log
+}
+
+// flood opens n raw WebSocket upgrades to addr and keeps them open.
+func flood(t *testing.T, addr string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			continue // the backlog is full: that is the flood working
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", addr)
+	}
+}
+
+// TestOutOfFiles: a server whose process runs out of files stays in
+// control: status answers, stop stops it (exit 0, its files removed); with
+// max_connections following the file limit (the default) a flood is
+// refused with 503 before the files run out.
+func TestOutOfFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir, ports := copyApp(t)
+	if _, code := dce(t, dir, "routes"); code != 0 { // build before the limit applies
+		t.Fatal("./dce routes failed")
+	}
+	main := fmt.Sprintf("127.0.0.1:%d", ports[0])
+
+	// max_connections far above what 256 files allow: the files run out.
+	cmd, log := startLimited(t, dir, 256, "DCE_WEBSOCKET_MAX_CONNECTIONS=100000")
+	waitLog(t, log, "websocket.max_connections is 100000, but the open-file limit of 256")
+	flood(t, main, 400)
+	waitLog(t, log, "accept failed, retrying")
+	began := time.Now()
+	out, code := dce(t, dir, "websocket", "status")
+	if code != 0 || !strings.Contains(out, `"connections"`) {
+		t.Fatalf("status while out of files: exit %d\n%s\n%s", code, out, log.String())
+	}
+	t.Logf("status answered in %v while out of files", time.Since(began))
+	if out, code := dce(t, dir, "websocket", "stop"); code != 0 || !strings.Contains(out, "stopped") {
+		t.Errorf("stop while out of files: exit %d %q\n%s", code, out, log.String())
+	}
+	if code := wait(t, cmd); code != 0 {
+		t.Errorf("server exit %d; want 0", code)
+	}
+	for _, f := range []string{"dce.sock", "dce.pid"} {
+		if _, err := os.Stat(filepath.Join(dir, "runtime", f)); !os.IsNotExist(err) {
+			t.Errorf("runtime/%s left after stop: %v", f, err)
+		}
+	}
+
+	// The default: the limit follows the files, and the flood gets 503s.
+	cmd, log = startLimited(t, dir, 256)
+	waitLog(t, log, "Connections: at most 144 (open-file limit 256)")
+	flood(t, main, 400)
+	var st struct {
+		Connections map[string]int `json:"connections"`
+		Refused     int            `json:"refused"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, code := dce(t, dir, "websocket", "status")
+		if code != 0 {
+			t.Fatalf("status during the flood: exit %d %s", code, out)
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Refused > 0 && st.Connections["total"] == 144 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v; want 144 connections and the rest refused\n%s", st, log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(log.String(), "accept failed") {
+		t.Errorf("the files ran out although max_connections follows the limit:\n%s", log.String())
+	}
+	if out, code := dce(t, dir, "websocket", "stop"); code != 0 {
+		t.Errorf("stop: exit %d %q", code, out)
+	}
+	if code := wait(t, cmd); code != 0 {
+		t.Errorf("server exit %d; want 0", code)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -70,16 +71,19 @@ type Websocket struct {
 	APIPassword    string     `mapstructure:"api_password"`
 	AllowedOrigins []string   `mapstructure:"allowed_origins"` // besides the request's own host; "*" allows all
 
-	MaxFrameBytes   int           `mapstructure:"max_frame_bytes"`  // WebSocket frame, TCP line, UDP datagram
-	SendQueue       int           `mapstructure:"send_queue"`       // messages queued per connection before it is dropped
-	MaxConnections  int           `mapstructure:"max_connections"`  // over it, new connections are refused
-	RateLimit       float64       `mapstructure:"rate_limit"`       // messages per second per connection; 0: no limit
-	RateBurst       int           `mapstructure:"rate_burst"`       // messages allowed at once above the rate
-	PingInterval    time.Duration `mapstructure:"ping_interval"`    // WebSocket ping period
-	PongTimeout     time.Duration `mapstructure:"pong_timeout"`     // silence after which a WebSocket is dropped
-	WriteTimeout    time.Duration `mapstructure:"write_timeout"`    // one write to a peer
-	WriteCoalesce   time.Duration `mapstructure:"write_coalesce"`   // least time between two writes to one peer under load; 0: none
-	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"` // graceful stop, flush included
+	MaxFrameBytes   int           `mapstructure:"max_frame_bytes"`        // WebSocket frame, TCP line, UDP datagram
+	SendQueue       int           `mapstructure:"send_queue"`             // messages queued per connection before it is dropped
+	MaxConnections  int           `mapstructure:"max_connections"`        // over it, new connections are refused; 0 follows the open-file limit
+	MaxConnsPerIP   int           `mapstructure:"max_connections_per_ip"` // connections one source address may hold; 0: no limit
+	ConnectRate     float64       `mapstructure:"connect_rate_per_ip"`    // new connections per second per source address (burst: twice that); 0: no limit
+	PerIPExempt     []string      `mapstructure:"per_ip_exempt"`          // networks (CIDR) the two per-address limits skip
+	RateLimit       float64       `mapstructure:"rate_limit"`             // messages per second per connection; 0: no limit
+	RateBurst       int           `mapstructure:"rate_burst"`             // messages allowed at once above the rate
+	PingInterval    time.Duration `mapstructure:"ping_interval"`          // WebSocket ping period
+	PongTimeout     time.Duration `mapstructure:"pong_timeout"`           // silence after which a WebSocket is dropped
+	WriteTimeout    time.Duration `mapstructure:"write_timeout"`          // one write to a peer
+	WriteCoalesce   time.Duration `mapstructure:"write_coalesce"`         // least time between two writes to one peer under load; 0: none
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`       // graceful stop, flush included
 }
 
 // Addr is a host and port that serves WebSocket and HTTP.
@@ -105,7 +109,9 @@ func Default() Config {
 			Port:            20461,
 			MaxFrameBytes:   64 << 10,
 			SendQueue:       1024,
-			MaxConnections:  100000,
+			MaxConnsPerIP:   1000,
+			ConnectRate:     50,
+			PerIPExempt:     []string{"127.0.0.0/8", "::1/128"},
 			RateLimit:       200,
 			RateBurst:       400,
 			PingInterval:    25 * time.Second,
@@ -176,7 +182,20 @@ func (c *Config) validate(bad func(key, want string)) {
 	}
 	positive("websocket.max_frame_bytes", float64(w.MaxFrameBytes))
 	positive("websocket.send_queue", float64(w.SendQueue))
-	positive("websocket.max_connections", float64(w.MaxConnections))
+	if w.MaxConnections < 0 {
+		bad("websocket.max_connections", "0 (follow the open-file limit) or a number above 0")
+	}
+	if w.MaxConnsPerIP < 0 {
+		bad("websocket.max_connections_per_ip", "0 (no limit) or a number above 0")
+	}
+	if w.ConnectRate < 0 {
+		bad("websocket.connect_rate_per_ip", "0 (no limit) or a rate above 0")
+	}
+	for i, n := range w.PerIPExempt {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			bad(fmt.Sprintf("websocket.per_ip_exempt[%d]", i), "a network such as 127.0.0.0/8 or ::1/128")
+		}
+	}
 	if w.RateLimit < 0 {
 		bad("websocket.rate_limit", "0 (no limit) or a rate above 0")
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ type conn struct {
 	sid       string
 	transport string
 	remote    string
+	ip        netip.Addr  // the remote address, for the per-address limits
 	nc        net.Conn    // raw connection; writes go through writeVec
 	lock      *sync.Mutex // WebSocket: shared with gorilla's control-frame writes; nil for TCP
 	codec     dce.Codec

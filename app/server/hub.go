@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -31,6 +32,7 @@ type Hub struct {
 	lim      atomic.Pointer[config.Websocket]
 	now      atomic.Int64 // coarse clock, unix seconds, ticked by keepalive
 	slots    atomic.Int64 // connections open or being opened, for max_connections
+	addrs    addresses    // connections and connect rate per source address
 
 	stats stats
 }
@@ -69,23 +71,33 @@ func (h *Hub) remove(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c.fd)
 	h.mu.Unlock()
-	h.release()
+	h.release(c.ip)
 	h.stats.closed.Add(1)
 }
 
-// reserve takes a connection slot before a connection is accepted (before
-// the WebSocket upgrade); false means max_connections is reached.
-func (h *Hub) reserve() bool {
-	if h.slots.Add(1) > int64(h.limits().MaxConnections) {
+// reserve takes a connection slot for a peer at ip before its connection
+// is accepted (before the WebSocket upgrade): under max_connections, and
+// under the per-address limits unless ip is exempt.
+func (h *Hub) reserve(ip netip.Addr) refusal {
+	lim := h.limits()
+	if h.slots.Add(1) > int64(lim.MaxConnections) {
 		h.slots.Add(-1)
 		h.stats.refused.Add(1)
-		return false
+		return serverFull
 	}
-	return true
+	if r := h.addrs.take(ip, lim, time.Now()); r != admitted {
+		h.slots.Add(-1)
+		h.stats.refused.Add(1)
+		return r
+	}
+	return admitted
 }
 
 // release gives a slot back: the connection closed or never opened.
-func (h *Hub) release() { h.slots.Add(-1) }
+func (h *Hub) release(ip netip.Addr) {
+	h.slots.Add(-1)
+	h.addrs.give(ip)
+}
 
 func newSessionID() string {
 	var b [16]byte
@@ -187,6 +199,7 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 			return
 		case now := <-tick.C:
 			h.now.Store(now.Unix())
+			h.addrs.sweep(now)
 			tidy.check(now, h.stats.accepted.Load()+h.stats.closed.Load())
 			lim := h.limits()
 			parts := uint64(max(1, lim.PingInterval.Round(time.Second)/time.Second))

@@ -56,6 +56,9 @@ type Server struct {
 	reloadFn func() (*config.Config, *router.Router, error)
 	reloaded func(*config.Config)
 
+	files        uint64 // the open-file limit
+	limitWarning string // max_connections above what files allow, said at start
+
 	started  time.Time
 	https    []*http.Server
 	httpAddr []string
@@ -96,7 +99,10 @@ func New(o Options) (*Server, error) {
 	}
 	s.cfg.Store(o.Config)
 	s.router.Store(o.Router)
-	s.hub = newHub(o.Config.Websocket, o.Sessions, o.Logger)
+	s.files = fileLimit()
+	lim, warn := s.inForce(o.Config.Websocket)
+	s.limitWarning = warn
+	s.hub = newHub(lim, o.Sessions, o.Logger)
 	if name := o.Config.Websocket.Service; name != "" {
 		h, err := dce.NewServer(name)
 		if err != nil {
@@ -164,7 +170,8 @@ func (s *Server) Start() (err error) {
 		}
 		s.https = append(s.https, hs)
 		s.httpAddr = append(s.httpAddr, shown(a.Host, ln.Addr()))
-		s.goTracked(func() { _ = hs.Serve(ln) })
+		pl := patient(ln, s.stop, s.log, "websocket "+ln.Addr().String())
+		s.goTracked(func() { _ = hs.Serve(pl) })
 	}
 	for _, a := range cfg.EnableTCPPorts {
 		addr := net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
@@ -188,7 +195,8 @@ func (s *Server) Start() (err error) {
 		}
 		s.tcpLns = append(s.tcpLns, ln)
 		s.sockAddr = append(s.sockAddr, "tcp://"+shown(a.Host, ln.Addr()))
-		s.goTracked(func() { s.acceptTCP(ln) })
+		pl := patient(ln, s.stop, s.log, "tcp "+ln.Addr().String())
+		s.goTracked(func() { s.acceptTCP(pl) })
 	}
 	if cfg.APIPort != 0 {
 		if err := s.startAPI(cfg); err != nil {
@@ -204,6 +212,10 @@ func (s *Server) Start() (err error) {
 	}
 	if s.apiAddr != "" {
 		s.log.Info("API server started with: " + s.apiAddr + ".")
+	}
+	s.log.Info(s.limitsLine())
+	if s.limitWarning != "" {
+		s.log.Warn(s.limitWarning)
 	}
 	if !cfg.EnableHTTP {
 		s.log.Info("HTTP pages are off (websocket.enable_http: false): the ports answer WebSocket upgrades only")
@@ -315,8 +327,11 @@ func (s *Server) Reload() (string, error) {
 	old := s.cfg.Load()
 	s.router.Store(rt)
 	s.cfg.Store(cfg)
-	lim := cfg.Websocket
+	lim, warn := s.inForce(cfg.Websocket)
 	s.hub.lim.Store(&lim)
+	if warn != "" {
+		s.log.Warn(warn)
+	}
 	if s.reloaded != nil {
 		s.reloaded(cfg)
 	}
@@ -331,6 +346,30 @@ func (s *Server) Reload() (string, error) {
 func sameListeners(a, b config.Websocket) bool {
 	return fmt.Sprint(a.Addrs(), a.EnableTCPPorts, a.Service, a.APIHost, a.APIPort, a.APIPassword) ==
 		fmt.Sprint(b.Addrs(), b.EnableTCPPorts, b.Service, b.APIHost, b.APIPort, b.APIPassword)
+}
+
+// inForce is the websocket section as the server applies it: with the
+// connection limit that the open-file limit allows when max_connections is 0.
+func (s *Server) inForce(w config.Websocket) (config.Websocket, string) {
+	var warn string
+	w.MaxConnections, warn = connectionLimit(w.MaxConnections, s.files)
+	return w, warn
+}
+
+// limitsLine says the connection limits in force, for the start log.
+func (s *Server) limitsLine() string {
+	lim := s.hub.limits()
+	line := fmt.Sprintf("Connections: at most %d (open-file limit %d)", lim.MaxConnections, s.files)
+	if lim.MaxConnsPerIP > 0 {
+		line += fmt.Sprintf(", %d per address", lim.MaxConnsPerIP)
+	}
+	if lim.ConnectRate > 0 {
+		line += fmt.Sprintf(", %g new per second per address", lim.ConnectRate)
+	}
+	if (lim.MaxConnsPerIP > 0 || lim.ConnectRate > 0) && len(lim.PerIPExempt) > 0 {
+		line += " (exempt: " + strings.Join(lim.PerIPExempt, ", ") + ")"
+	}
+	return line + "."
 }
 
 // access reports whether access logging is on.

@@ -878,3 +878,78 @@ func TestRateLimitInPushMode(t *testing.T) {
 	c.Send(`srvtest/echo;{}`) // over the rate
 	c.Expect(`srvtest/echo;{"status":false,"code":429,"message":"too many messages: slow down"}`)
 }
+
+// dialFrom opens a WebSocket from a chosen loopback source address.
+func dialFrom(src, addr string) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: servertest.Timeout, NetDial: func(network, a string) (net.Conn, error) {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		return nd.Dial(network, a)
+	}}
+	return d.Dial("ws://"+addr+"/", nil)
+}
+
+// TestPerAddressLimits: one source address cannot hold more than its share
+// (503 before the upgrade, a 503 line on TCP) while another still connects;
+// connecting too fast from one address is refused with 429; loopback can be
+// exempt.
+func TestPerAddressLimits(t *testing.T) {
+	s := start(t, func(c *config.Config) {
+		c.Websocket.MaxConnsPerIP, c.Websocket.ConnectRate, c.Websocket.PerIPExempt = 3, 0, nil
+	})
+	addr := s.HTTPAddrs()[0]
+	for i := 0; i < 3; i++ {
+		c, _, err := dialFrom("127.0.0.2", addr)
+		if err != nil {
+			t.Fatalf("connection %d from 127.0.0.2: %v", i+1, err)
+		}
+		defer c.Close()
+	}
+	_, resp, err := dialFrom("127.0.0.2", addr)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a fourth connection from 127.0.0.2: %v %v; want 503 before the upgrade", err, resp)
+	}
+	nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	tc, err := nd.Dial("tcp", servertest.Sock(t, s, "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_ = tc.SetReadDeadline(time.Now().Add(servertest.Timeout))
+	if b, _ := io.ReadAll(tc); !strings.Contains(string(b), `"code":503`) || !strings.Contains(string(b), "your address") {
+		t.Errorf("TCP from the full address got %q; want a 503 line", b)
+	}
+	other, _, err := dialFrom("127.0.0.3", addr)
+	if err != nil {
+		t.Fatalf("another address is refused too: %v", err)
+	}
+	other.Close()
+
+	// The rate of new connections per address.
+	r := start(t, func(c *config.Config) {
+		c.Websocket.MaxConnsPerIP, c.Websocket.ConnectRate, c.Websocket.PerIPExempt = 0, 2, nil
+	})
+	refused := 0
+	for i := 0; i < 10; i++ {
+		c, resp, err := dialFrom("127.0.0.4", r.HTTPAddrs()[0])
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("connection %d: %v %v; want success or 429", i, err, resp)
+		}
+		refused++
+	}
+	if refused < 4 {
+		t.Errorf("%d of 10 quick connections refused at 2 per second (burst 4); want at least 4", refused)
+	}
+	// Loopback exempt (the default): many connections from one address.
+	e := start(t, func(c *config.Config) { c.Websocket.MaxConnsPerIP, c.Websocket.ConnectRate = 1, 1 })
+	for i := 0; i < 5; i++ {
+		c, _, err := dialFrom("127.0.0.5", e.HTTPAddrs()[0])
+		if err != nil {
+			t.Fatalf("exempt loopback refused at %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+}

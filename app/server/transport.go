@@ -77,14 +77,17 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	if !s.hub.reserve() {
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+	ip := remoteIP(r.RemoteAddr)
+	if why := s.hub.reserve(ip); why != admitted {
+		code, msg := why.status()
+		w.Header().Set("Connection", "close") // the refused peer keeps no file
+		http.Error(w, msg, code)
 		return
 	}
 	// The connection joins the hub before the 101 response goes out, so a
 	// client that has connected is in every later broadcast; its writer is
 	// held (writing) until the response is written.
-	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, codec: s.codec, text: s.text, writing: true}
+	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, ip: ip, codec: s.codec, text: s.text, writing: true}
 	hj := &hijacker{ResponseWriter: w, onHijack: func(lc *lockedConn) {
 		c.nc, c.lock = lc.Conn, &lc.mu
 		s.hub.add(c)
@@ -92,7 +95,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		if hj.conn == nil {
-			s.hub.release() // refused before the hijack: the upgrader answered
+			s.hub.release(ip) // refused before the hijack: the upgrader answered
 			return
 		}
 		s.hub.remove(c)
@@ -217,27 +220,23 @@ func (c *conn) isClosing() bool {
 	return c.closing
 }
 
+// acceptTCP accepts raw TCP connections until the listener closes; it
+// waits out a shortage of files (patientListener).
 func (s *Server) acceptTCP(ln net.Listener) {
-	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("tcp accept", "err", err) // out of file descriptors: wait
-			time.Sleep(backoff)
-			backoff = min(backoff*2, time.Second)
-			continue
+			return // closed: the server stops
 		}
-		backoff = 5 * time.Millisecond
-		if !s.hub.reserve() {
+		remote := nc.RemoteAddr().String()
+		ip := remoteIP(remote)
+		if why := s.hub.reserve(ip); why != admitted {
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = nc.Write(append(failBody(503, "too many connections"), '\n'))
+			_, _ = nc.Write(append(failBody(why.status()), '\n'))
 			_ = nc.Close()
 			continue
 		}
-		c := &conn{transport: dce.TCP, remote: nc.RemoteAddr().String(), nc: nc, codec: s.codec, text: s.text}
+		c := &conn{transport: dce.TCP, remote: remote, ip: ip, nc: nc, codec: s.codec, text: s.text}
 		s.hub.add(c)
 		if !s.goTracked(func() { s.readTCP(c) }) {
 			s.closed(c, "server shutting down")
