@@ -21,7 +21,7 @@ func init() {
 }
 
 // runBench: ./dce websocket bench [-clients 1000] [-senders 10] [-rate 20]
-// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|join|soak] [-churn N]
+// [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|join|soak|flood] [-churn N]
 // [-presence delta|list] [-history 100] [-probes 20] [-url ws://...] [-json]
 // [-cpuprofile FILE]
 func runBench(c *dce.Context) error {
@@ -72,8 +72,8 @@ func runBench(c *dce.Context) error {
 		o.URL = v
 	}
 	if v, ok := c.Arg("mode"); ok {
-		if v != "chat" && v != "rr" && v != "soak" && v != "join" {
-			return dce.Fail(400, "-mode: want chat, rr, join or soak, got %q", v)
+		if v != "chat" && v != "rr" && v != "soak" && v != "join" && v != "flood" {
+			return dce.Fail(400, "-mode: want chat, rr, join, soak or flood, got %q", v)
 		}
 		o.Mode = v
 		if _, set := c.Arg("ramp"); v == "join" && !set {
@@ -100,6 +100,21 @@ func runBench(c *dce.Context) error {
 	}
 	if o.Mode == "soak" {
 		return soak(c, o, asJSON)
+	}
+	if o.Mode == "flood" { // idle WebSockets without a login, held for -duration
+		ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
+		defer cancel()
+		res, err := bench.Flood(ctx, o)
+		if err != nil {
+			return dce.Fail(500, "flood: %v", err)
+		}
+		if asJSON {
+			b, _ := json.Marshal(res)
+			c.SetBody(string(b) + "\n")
+		} else {
+			c.SetBody(res.Table())
+		}
+		return nil
 	}
 	if asJSON {
 		o.Progress = nil
