@@ -1,6 +1,7 @@
 package dce
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -128,6 +129,10 @@ type Codec interface {
 type TextCodec struct{}
 
 var _ Codec = TextCodec{}
+
+// ErrClosed is returned by Push and Send to a connection that has closed
+// (or is closing): test for it with errors.Is.
+var ErrClosed = errors.New("connection closed")
 
 // ErrBinary is returned by TextCodec for binary frames.
 var ErrBinary = &Error{Code: 400, Message: "binary frames are not supported: send text PATH[:ID];JSON"}

@@ -81,7 +81,7 @@ func (c *conn) Push(path string, data any) error {
 // Send implements dce.Conn.
 func (c *conn) Send(m *dce.Message) error {
 	if !c.enqueue(outgoing{m: m}) {
-		return errClosed
+		return dce.ErrClosed
 	}
 	return nil
 }

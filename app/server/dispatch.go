@@ -73,7 +73,7 @@ func (s *Server) dispatch(cn dce.Conn, rp replier, transport string, frame []byt
 		if m.HasID {
 			rp.reply(m.Path, m.ID, true, failBody(404, msg))
 		}
-		s.log.Info("no node", "transport", transport, "fd", cn.FD(), "path", m.Path, "exists", exists)
+		s.log.Debug("no node", "transport", transport, "fd", cn.FD(), "path", m.Path, "exists", exists) // debug: a client must not turn its rate budget into log lines
 		return
 	}
 	c := &dce.Context{

@@ -17,7 +17,6 @@ import (
 	"dce/app/dce"
 )
 
-var errClosed = errors.New("connection closed")
 
 // Hub is the set of live connections. It implements dce.Hub.
 //
@@ -112,7 +111,7 @@ func (h *Hub) Push(fd uint64, path string, data any) error {
 		return err
 	}
 	if h.Send([]uint64{fd}, m) == 0 {
-		return errClosed
+		return dce.ErrClosed
 	}
 	return nil
 }
