@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -16,7 +15,6 @@ import (
 	"dce/app/config"
 	"dce/app/dce"
 )
-
 
 // Hub is the set of live connections. It implements dce.Hub.
 //
