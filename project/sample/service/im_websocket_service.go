@@ -103,13 +103,11 @@ type ImWebsocketService struct {
 	history    []Message        // ring of at most historyMax, oldest first from head
 	head       int
 	nextMsgID  int64
-	delta      map[uint64]uint64 // logged-in connections that get presence changes → the change seq their list showed
+	delta      map[uint64]bool   // logged-in connections that get presence changes
 	listVer    uint64            // bumped at each login, logout and disconnect
 	sentVer    map[uint64]uint64 // whole-list connections: the version of the list each last got
-	changes    map[int64]change  // member → its last change since the last delta push
-	seq        uint64            // numbers the changes
-	snap       []byte            // the online list as of the last delta push (changes holds what came since)
-	snapIDs    []int64           // its members, ascending
+	changes    map[int64]bool    // member → now online (true) or gone (false), since the last delta push
+	snap       []byte            // the online list at the last delta push (changes holds what came since); shared, never modified
 	wholeDirty bool              // the online list changed since the last whole-list push
 	lastWhole  time.Time         // last whole-list push
 	lastDelta  time.Time         // last delta push
@@ -132,9 +130,9 @@ func New(hub dce.Hub) *ImWebsocketService {
 		byNick:     map[string]*Member{},
 		byID:       map[int64]*Member{},
 		entry:      map[int64][]byte{},
-		delta:      map[uint64]uint64{},
+		delta:      map[uint64]bool{},
 		sentVer:    map[uint64]uint64{},
-		changes:    map[int64]change{},
+		changes:    map[int64]bool{},
 		snap:       []byte("[]"),
 		membersMax: Settings.MembersMax,
 		historyMax: max(1, Settings.HistoryMax),
@@ -198,27 +196,33 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	wasOnline := len(s.sessions.MemberConns(m.ID)) > 0
 	s.sessions.Login(fd, m.ID)
 	s.listVer++
+	s.wholeDirty = true
 	if !wasOnline {
-		s.changed(m.ID, true)
+		s.changes[m.ID] = true
 	}
+	var list []byte
 	if opt.Delta {
-		s.delta[fd] = s.seq // its list shows every change so far
+		// A quiet room pushes now, and the snapshot then shows the newcomer
+		// too. In a busy one the newcomer gets the snapshot of the last push
+		// (shared, not copied: at most 1 s old at 10,000 members), and the
+		// next push, which it is registered for, brings exactly what the
+		// snapshot lacks, its own join included.
+		s.sentVer[fd] = s.listVer // not a whole-list client: none for it now
+		s.schedule(time.Now())
 		delete(s.sentVer, fd)
+		s.delta[fd] = true
+		list = s.snap
 	} else {
 		delete(s.delta, fd)
 		s.sentVer[fd] = s.listVer // it gets this version now
-	}
-	// The newcomer first: its list and history, before any later message.
-	list := s.snapPlusChanges()
-	if !opt.Delta || list == nil {
 		list = s.listLocked()
 	}
+	// The newcomer first: its list and history, before any later message.
 	if err := conn.Send(&dce.Message{Path: PathUserList, Body: list, Mode: dce.Latest}); err == nil {
 		if msg, err := dce.NewMessage(PathMessageList, s.recentLocked(opt.History), dce.Merge); err == nil {
 			_ = conn.Send(msg)
 		}
 	} // else it closed meanwhile; its close hook logs it out
-	s.wholeDirty = true
 	s.schedule(time.Now())
 	return m, nil
 }
@@ -226,19 +230,8 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 // left records that member may have gone offline (s.mu held).
 func (s *ImWebsocketService) left(member int64) {
 	if len(s.sessions.MemberConns(member)) == 0 {
-		s.changed(member, false)
+		s.changes[member] = false
 	}
-}
-
-// change is a member's last presence change, numbered.
-type change struct {
-	online bool
-	seq    uint64
-}
-
-func (s *ImWebsocketService) changed(member int64, online bool) {
-	s.seq++
-	s.changes[member] = change{online, s.seq}
 }
 
 // Send stores a message from the member logged in on conn and pushes it to
@@ -317,31 +310,6 @@ func (s *ImWebsocketService) listLocked() []byte {
 	b = append(b, '[')
 	for i, id := range ids {
 		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, s.entry[id]...)
-	}
-	return append(b, ']')
-}
-
-// snapPlusChanges is the online list for a delta newcomer, made without
-// encoding or looking up the whole room: the list of the last delta push
-// and the joins since (at its end, so not in id order), nil when a member
-// left since (then the list is built afresh). The next delta push repeats
-// those joins to the newcomer, which changes nothing.
-func (s *ImWebsocketService) snapPlusChanges() []byte {
-	for _, ch := range s.changes {
-		if !ch.online {
-			return nil
-		}
-	}
-	b := make([]byte, 0, len(s.snap)+len(s.changes)*64)
-	b = append(b, s.snap[:len(s.snap)-1]...)
-	for id := range s.changes {
-		if _, in := slices.BinarySearch(s.snapIDs, id); in || s.entry[id] == nil {
-			continue
-		}
-		if len(b) > 1 {
 			b = append(b, ',')
 		}
 		b = append(b, s.entry[id]...)
@@ -436,7 +404,7 @@ func (s *ImWebsocketService) pushLocked(now time.Time) {
 		s.lastWhole, s.wholeDirty = now, false
 		fds := make([]uint64, 0, len(online))
 		for _, fd := range online {
-			if _, isDelta := s.delta[fd]; !isDelta && s.sentVer[fd] != s.listVer {
+			if !s.delta[fd] && s.sentVer[fd] != s.listVer {
 				s.sentVer[fd] = s.listVer
 				fds = append(fds, fd)
 			}
@@ -451,40 +419,14 @@ func (s *ImWebsocketService) pushLocked(now time.Time) {
 }
 
 // pushChanges sends `updateUserList;{"join":[members],"leave":[ids]}` to
-// the delta clients: one body for those whose list predates every change,
-// and to a newcomer only the changes its own list did not show yet.
+// the delta clients, and takes the snapshot that the newcomers until the
+// next push get as their list.
 func (s *ImWebsocketService) pushChanges(online []uint64) {
 	ids := slices.Sorted(maps.Keys(s.changes))
-	first := s.changes[ids[0]].seq
-	for _, id := range ids {
-		first = min(first, s.changes[id].seq)
-	}
-	all := make([]uint64, 0, len(s.delta))
-	for _, fd := range online {
-		seen, ok := s.delta[fd]
-		switch {
-		case !ok:
-		case seen < first:
-			all = append(all, fd)
-		default: // joined during this interval
-			if body := s.changesAfter(ids, seen); body != nil {
-				s.hub.Send([]uint64{fd}, &dce.Message{Path: PathUserChanges, Body: body})
-			}
-		}
-	}
-	body := s.changesAfter(ids, 0)
-	clear(s.changes)
-	// Online is replaced, never modified, on change: keeping it is safe.
-	s.snapIDs, s.snap = s.sessions.Online(), s.listLocked()
-	s.fanOut(all, &dce.Message{Path: PathUserChanges, Body: body}, deltaInterval(len(s.snapIDs))/2)
-}
-
-// changesAfter encodes the changes numbered after seq; nil when none.
-func (s *ImWebsocketService) changesAfter(ids []int64, seq uint64) []byte {
 	b := []byte(`{"join":[`)
 	n := 0
 	for _, id := range ids {
-		if ch := s.changes[id]; ch.online && ch.seq > seq && s.entry[id] != nil {
+		if s.changes[id] && s.entry[id] != nil {
 			if n > 0 {
 				b = append(b, ',')
 			}
@@ -493,10 +435,9 @@ func (s *ImWebsocketService) changesAfter(ids []int64, seq uint64) []byte {
 		}
 	}
 	b = append(b, `],"leave":[`...)
-	joins := n
 	n = 0
 	for _, id := range ids {
-		if ch := s.changes[id]; !ch.online && ch.seq > seq {
+		if !s.changes[id] {
 			if n > 0 {
 				b = append(b, ',')
 			}
@@ -504,10 +445,16 @@ func (s *ImWebsocketService) changesAfter(ids []int64, seq uint64) []byte {
 			n++
 		}
 	}
-	if joins+n == 0 {
-		return nil
+	b = append(b, "]}"...)
+	clear(s.changes)
+	fds := make([]uint64, 0, len(s.delta))
+	for _, fd := range online {
+		if s.delta[fd] {
+			fds = append(fds, fd)
+		}
 	}
-	return append(b, "]}"...)
+	s.snap = s.listLocked()
+	s.fanOut(fds, &dce.Message{Path: PathUserChanges, Body: b}, deltaInterval(len(online))/2)
 }
 
 // fanOutChunk is how many connections one step of a spread fan-out reaches.
