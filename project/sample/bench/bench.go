@@ -89,13 +89,14 @@ type Result struct {
 }
 
 type client struct {
-	id       string
-	ws       *websocket.Conn
-	ready    chan struct{}
-	listLen  atomic.Int64  // bytes of the last online list received
-	got      atomic.Int64  // deliveries of this run received by this client
-	inFlight chan struct{} // window of a sender in as-fast-as-possible mode
-	sendMu   sync.Mutex
+	id           string
+	ws           *websocket.Conn
+	ready        chan struct{}
+	listLen      atomic.Int64  // bytes of the last online list received
+	got          atomic.Int64  // deliveries of this run received by this client
+	inFlight     chan struct{} // window of a sender in as-fast-as-possible mode
+	refusedReply atomic.Bool   // rr: the last reply was a 429
+	sendMu       sync.Mutex
 }
 
 type run struct {
@@ -127,7 +128,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	raiseFileLimit()
 	r := &run{o: o, tag: strconv.FormatUint(rand.Uint64()%1e9, 36)}
 	res := Result{Mode: o.Mode, Clients: o.Clients, Senders: o.Senders, Rate: o.Rate, DurationS: o.Duration.Seconds()}
-	if o.Rate == 0 && o.MaxRate > 0 {
+	if (o.Rate == 0 || o.Mode == "rr") && o.MaxRate > 0 {
 		res.PacedAt = o.MaxRate * 0.95
 	}
 	if res.Mode == "" {
@@ -190,7 +191,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.Refused = r.refused.Load()
 	res.Expected = (res.Sent - res.Refused) * int64(res.Connected)
 	if res.Mode == "rr" {
-		res.Expected = res.Sent
+		res.Expected = res.Sent - res.Refused
 	}
 	// Wait for what is still on the way, at most 10 s: every client must
 	// have had each accepted message once.
@@ -474,6 +475,9 @@ func (r *run) read(c *client) {
 					close(c.ready)
 				}
 			case hasPrefix(buf, "sample/im/login:"):
+				if bytes.Contains(buf, []byte(`"code":429`)) {
+					c.refusedReply.Store(true)
+				}
 				c.inFlight <- struct{}{}
 			}
 			continue
@@ -601,9 +605,22 @@ func (r *run) send(ctx context.Context, c *client, i int, sent *atomic.Int64) {
 }
 
 // roundTrips keeps one request in flight: login again (idempotent), await
-// its reply, repeat. Latency is the round trip.
+// its reply, repeat. Latency is the round trip. Under the server's rate
+// limit it is paced just below it (and says so); a 429 reply is counted as
+// refused, not as a round trip.
 func (r *run) roundTrips(ctx context.Context, c *client, sent *atomic.Int64) {
+	var pace time.Duration
+	if r.o.MaxRate > 0 {
+		pace = time.Duration(float64(time.Second) / (r.o.MaxRate * 0.95))
+	}
+	next := time.Now()
 	for i := 1; ctx.Err() == nil; i++ {
+		if pace > 0 {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			next = next.Add(pace)
+		}
 		t := time.Now()
 		if err := c.write(`sample/im/login:` + strconv.Itoa(i) + `;{"nickname":"rr"}`); err != nil {
 			return
@@ -613,6 +630,10 @@ func (r *run) roundTrips(ctx context.Context, c *client, sent *atomic.Int64) {
 		case <-c.inFlight:
 		case <-time.After(10 * time.Second):
 			return
+		}
+		if c.refusedReply.Swap(false) {
+			r.refused.Add(1)
+			continue
 		}
 		r.received.Add(1)
 		now := time.Now()
@@ -728,6 +749,9 @@ func (res Result) Table() string {
 			rate = fmt.Sprintf("%g msg/s each", res.Rate)
 		}
 		row("senders", fmt.Sprintf("%d, %s, %.0f s", res.Senders, rate, res.DurationS))
+	}
+	if res.Mode == "rr" && res.PacedAt > 0 {
+		row("round trips", fmt.Sprintf("paced at %.0f/s per connection under the server's rate limit", res.PacedAt))
 	}
 	row("messages sent", strconv.FormatInt(res.Sent, 10))
 	row("refused by the rate limit", strconv.FormatInt(res.Refused, 10))
