@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -172,11 +173,15 @@ func session(ctx context.Context, u *url.URL, nick string, life time.Duration, g
 	}()
 	own := []byte(`"message":"soak ` + nick + ` `)
 	var ownGot atomic.Int64
-	go func() { // count what the room says
+	go func() { // count what the room says, reusing one buffer: the tool must stay lighter than the server
 		history := true
+		var b []byte
 		for {
-			_, b, err := ws.ReadMessage()
+			_, rd, err := ws.NextReader()
 			if err != nil {
+				return
+			}
+			if b, err = readAll(b[:0], rd); err != nil {
 				return
 			}
 			if !bytes.HasPrefix(b, []byte("setMessageList;")) {
@@ -239,4 +244,21 @@ func (r SoakResult) Table() string {
 		fmt.Fprintf(&sb, "%-8s %12d %8d %11d %11d\n", row.name, row.s.Connections, row.s.RSSMiB, row.s.Goroutines, row.s.OpenFiles)
 	}
 	return sb.String()
+}
+
+// readAll appends what r holds to buf.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
