@@ -455,3 +455,81 @@ func TestOutOfFiles(t *testing.T) {
 		t.Errorf("server exit %d; want 0", code)
 	}
 }
+
+// TestTwoServersOneFolder: `./dce websocket start -port P2` runs beside the
+// default server from one checkout, its other listeners moved by the same
+// distance; each chats, reports and stops on its own.
+func TestTwoServersOneFolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir, ports := copyApp(t)
+	if _, code := dce(t, dir, "routes"); code != 0 {
+		t.Fatal("./dce routes failed")
+	}
+	second := ports[0] + 10
+	one, log1 := startLimited(t, dir, 4096)
+	cmd := exec.Command(filepath.Join(dir, "dce"), "websocket", "start", "-port", strconv.Itoa(second))
+	cmd.Env = cleanEnv()
+	log2 := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = log2, log2
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	waitLog(t, log2, "Connections: at most")
+	if want := fmt.Sprintf("Websocket server started with: 127.0.0.1:%d, 127.0.0.1:%d.", second, ports[1]+10); !strings.Contains(log2.String(), want) {
+		t.Errorf("second server's start log lacks %q:\n%s", want, log2.String())
+	}
+	if want := fmt.Sprintf("TCP server started with: 127.0.0.1:%d.", ports[2]+10); !strings.Contains(log2.String(), want) {
+		t.Errorf("second server's TCP port did not keep its distance:\n%s", log2.String())
+	}
+	// Chat on each.
+	for _, p := range []int{ports[0], second} {
+		ws, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/", p), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf(`sample/im/login:1;{"nickname":"on%d"}`, p)))
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`sample/im/send:2;{"message":"hi"}`))
+		for {
+			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("port %d: %v", p, err)
+			}
+			if strings.HasPrefix(string(b), "sample/im/send:2;") {
+				if !strings.Contains(string(b), `"data"`) {
+					t.Errorf("port %d: %s", p, b)
+				}
+				break
+			}
+		}
+	}
+	// Both running: -port reaches that one, no -port the default one.
+	if out, code := dce(t, dir, "websocket", "status", "-port", strconv.Itoa(second)); code != 0 || !strings.Contains(out, fmt.Sprintf("127.0.0.1:%d", second)) {
+		t.Errorf("status -port %d: exit %d\n%s", second, code, out)
+	}
+	if out, code := dce(t, dir, "websocket", "stop"); code != 0 || !strings.Contains(out, "stopped") {
+		t.Errorf("stop: exit %d %q\n%s", code, out, log1.String())
+	}
+	if code := wait(t, one); code != 0 {
+		t.Errorf("default server exit %d", code)
+	}
+	// Only the other one runs: commands without -port reach it.
+	if out, code := dce(t, dir, "websocket", "status"); code != 0 || !strings.Contains(out, fmt.Sprintf("127.0.0.1:%d", second)) {
+		t.Errorf("status with only the second server running: exit %d\n%s", code, out)
+	}
+	if out, code := dce(t, dir, "websocket", "stop", "-port", strconv.Itoa(second)); code != 0 || !strings.Contains(out, "stopped") {
+		t.Errorf("stop -port %d: exit %d %q", second, code, out)
+	}
+	if code := wait(t, cmd); code != 0 {
+		t.Errorf("second server exit %d", code)
+	}
+}

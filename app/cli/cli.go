@@ -58,9 +58,9 @@ var configOptions = slices.Sorted(maps.Keys(config.Overrides))
 // builtins are the engine's own commands.
 var builtins = []command{
 	{"websocket/start", "Start the WebSocket server in the foreground (SIGINT/SIGTERM stop, SIGHUP reloads)", (*app).start, configOptions},
-	{"websocket/stop", "Stop the running server gracefully", func(a *app, _ Args) int { return a.control("stop") }, nil},
-	{"websocket/reload", "Re-read nodes, templates and reloadable config without dropping connections", func(a *app, _ Args) int { return a.control("reload") }, nil},
-	{"websocket/status", "Print the running server's live counters as JSON", func(a *app, _ Args) int { return a.control("status") }, nil},
+	{"websocket/stop", "Stop the running server gracefully (-port N: the one started with -port N)", func(a *app, _ Args) int { return a.control("stop") }, []string{"port"}},
+	{"websocket/reload", "Re-read nodes, templates and reloadable config without dropping connections", func(a *app, _ Args) int { return a.control("reload") }, []string{"port"}},
+	{"websocket/status", "Print the running server's live counters as JSON", func(a *app, _ Args) int { return a.control("status") }, []string{"port"}},
 	{"routes", "List every node with its methods, render and controller", (*app).routes, nil},
 	{"check", "Validate configuration, nodes and controllers without starting anything", (*app).check, configOptions},
 }
@@ -279,6 +279,9 @@ func (a *app) check(Args) int {
 			return a.fail(ExitUsage, "websocket.service: %v", err)
 		}
 	}
+	if errs := rt.Renderer.Check(a.projects); len(errs) > 0 {
+		return a.fail(ExitUsage, "templates that do not parse:\n  %v", errors.Join(errs...).Error())
+	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(a.Stderr, "dce: warning:", w)
 	}
@@ -334,12 +337,19 @@ func (a *app) runNode(args Args) int {
 	return ExitOK
 }
 
-// control sends stop, reload or status to the running server.
+// control sends stop, reload or status to a running server: the one of
+// -port when given, else the default one, or when only one runs, that one.
 func (a *app) control(cmd string) int {
-	pid := a.pid()
-	out, err := server.Control(a.runtimeDir(), cmd)
+	cfg, _, lerr := a.load()
+	instance, err := a.instance(cfg, lerr)
+	if err != nil {
+		return a.fail(ExitFailed, "%v", err)
+	}
+	pid := a.pid(instance)
+	out, err := server.ControlAs(a.runtimeDir(), instance, cmd)
 	if errors.Is(err, server.ErrNotRunning) {
-		return a.fail(ExitFailed, "no server is running (nothing answers on runtime/%s)", server.SocketFile)
+		sock, _ := server.ControlFiles(instance)
+		return a.fail(ExitFailed, "no server is running (nothing answers on runtime/%s)", sock)
 	}
 	if err != nil {
 		return a.fail(ExitFailed, "%s: %v", cmd, err)
@@ -348,7 +358,7 @@ func (a *app) control(cmd string) int {
 		// The server flushes and closes within shutdown_timeout; give it
 		// that and a little more, then tell the truth.
 		wait := 30 * time.Second
-		if cfg, _, err := a.load(); err == nil {
+		if lerr == nil {
 			wait = cfg.Websocket.ShutdownTimeout + 2*time.Second
 		}
 		deadline := time.Now().Add(wait)
@@ -362,6 +372,35 @@ func (a *app) control(cmd string) int {
 	}
 	fmt.Fprint(a.Stdout, out)
 	return ExitOK
+}
+
+// instance picks the server a control command is for. With -port, the
+// instance of that port. Without, the default one when it answers, else
+// the only other one that answers; several are an error naming them.
+func (a *app) instance(cfg *config.Config, loadErr error) (string, error) {
+	if p, ok := a.args.Last("port"); ok {
+		if loadErr == nil {
+			return cfg.Instance, nil
+		}
+		return p, nil // the configuration does not load: trust the number
+	}
+	dir := a.runtimeDir()
+	if server.Answers(dir, "") {
+		return "", nil
+	}
+	var live []string
+	for _, in := range server.Instances(dir) {
+		if in != "" && server.Answers(dir, in) {
+			live = append(live, in)
+		}
+	}
+	switch len(live) {
+	case 0:
+		return "", nil // reported as not running
+	case 1:
+		return live[0], nil
+	}
+	return "", fmt.Errorf("several servers run from this folder (ports %s): say which with -port", strings.Join(live, ", "))
 }
 
 // alive reports whether a process with this pid exists (and is not a zombie
@@ -378,8 +417,9 @@ func alive(pid int) bool {
 	return !strings.HasPrefix(rest, "Z")
 }
 
-func (a *app) pid() int {
-	b, err := os.ReadFile(filepath.Join(a.runtimeDir(), server.PIDFile))
+func (a *app) pid(instance string) int {
+	_, name := server.ControlFiles(instance)
+	b, err := os.ReadFile(filepath.Join(a.runtimeDir(), name))
 	if err != nil {
 		return 0
 	}
@@ -405,9 +445,13 @@ func (a *app) start(Args) int {
 	if err != nil {
 		return a.fail(ExitUsage, "%v", err)
 	}
-	if err := s.ListenControl(a.runtimeDir()); err != nil {
+	if err := s.ListenControlAs(a.runtimeDir(), cfg.Instance); err != nil {
 		if errors.Is(err, server.ErrRunning) {
-			return a.fail(ExitFailed, "a server is already running (pid %d); stop it with ./dce websocket stop", a.pid())
+			stop := "./dce websocket stop"
+			if cfg.Instance != "" {
+				stop += " -port " + cfg.Instance
+			}
+			return a.fail(ExitFailed, "a server is already running on port %d (pid %d); stop it with %s", cfg.Websocket.Port, a.pid(cfg.Instance), stop)
 		}
 		return a.fail(ExitFailed, "control socket: %v", err)
 	}

@@ -63,7 +63,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"check"}, 0, []string{"ok: 2 projects"}, "", false},
 		{[]string{"check", "-port", "20470"}, 0, []string{"ok: 2 projects"}, "", false},
 		{[]string{"websocket", "start", "-prot", "20470"}, 2, nil, "unknown option -prot (known: -api_host -api_password -api_port -host -port)", true},
-		{[]string{"websocket", "status", "-json"}, 2, nil, "unknown option -json (it takes none)", true},
+		{[]string{"websocket", "status", "-json"}, 2, nil, "unknown option -json (known: -port)", true},
 		{[]string{"websocket", "start", "-help"}, 0, []string{"./dce websocket start -api_host -api_password -api_port -host -port", "Start the WebSocket server"}, "", false},
 	}
 	for _, tt := range tests {
@@ -140,6 +140,8 @@ func TestStartupErrorsExit2(t *testing.T) {
 		{"missing template", map[string]string{"project/gamma/config/nodes.yaml": "- path: a\n  render: nope.html\n"},
 			[]string{"check"}, []string{"template nope.html not found in project/gamma/template/"}},
 		{"invalid option", nil, []string{"check", "-port", "x"}, []string{`option -port: websocket.port: an integer, got "x"`}},
+		{"template syntax error", map[string]string{"project/gamma/config/nodes.yaml": "- path: a\n  render: ok.html\n", "project/gamma/template/ok.html": "<p>{{.Data}}</p>\n", "project/gamma/template/bad/page.html": "<p>\n{{end}}\n</p>\n"},
+			[]string{"check"}, []string{"project/gamma/template/bad/page.html", "bad/page.html:2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,7 @@ import (
 type Config struct {
 	Root      string    `mapstructure:"-"` // application root it was loaded from
 	Warnings  []string  `mapstructure:"-"` // what Load noticed but accepted (unknown DCE_* variables)
+	Instance  string    `mapstructure:"-"` // "" for the server of the files' port; else its port, naming its runtime files
 	Log       Log       `mapstructure:"log"`
 	Websocket Websocket `mapstructure:"websocket"`
 	Debug     Debug     `mapstructure:"debug"`

@@ -158,3 +158,39 @@ func TestRegisterPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestOtherListenersKeepTheirDistance: a main port moved by an option or
+// the environment moves the other listeners by as much, unless they were
+// set there too; such a server is an instance named by its port.
+func TestOtherListenersKeepTheirDistance(t *testing.T) {
+	dir := servertest.Root(t, map[string]string{
+		"common/config/websocket.yaml": "websocket:\n  port: 20461\n  extra_ports: [{host: 0.0.0.0, port: 20464}]\n  enable_tcp_ports: [{host: 0.0.0.0, port: 20462, sock_type: tcp}, {host: 0.0.0.0, port: 20463, sock_type: udp}]\n  api_port: 20465\n  api_password: x\n",
+	})
+	tests := []struct {
+		name            string
+		env, opts       map[string]string
+		instance        string
+		extra, tcp, udp int
+		api             int
+	}{
+		{"files only", nil, nil, "", 20464, 20462, 20463, 20465},
+		{"-port 20471", nil, map[string]string{"port": "20471"}, "20471", 20474, 20472, 20473, 20475},
+		{"DCE_WEBSOCKET_PORT=20481", map[string]string{"DCE_WEBSOCKET_PORT": "20481"}, nil, "20481", 20484, 20482, 20483, 20485},
+		{"-port and -api_port", nil, map[string]string{"port": "20471", "api_port": "30000"}, "20471", 20474, 20472, 20473, 30000},
+		{"-port of the files", nil, map[string]string{"port": "20461"}, "", 20464, 20462, 20463, 20465},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Load(config.Source{Root: dir, Env: envOf(tt.env), Options: tt.opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := c.Websocket
+			if c.Instance != tt.instance || w.ExtraPorts[0].Port != tt.extra || w.EnableTCPPorts[0].Port != tt.tcp || w.EnableTCPPorts[1].Port != tt.udp || w.APIPort != tt.api {
+				t.Errorf("instance %q, extra %d, tcp %d, udp %d, api %d; want %q, %d, %d, %d, %d",
+					c.Instance, w.ExtraPorts[0].Port, w.EnableTCPPorts[0].Port, w.EnableTCPPorts[1].Port, w.APIPort,
+					tt.instance, tt.extra, tt.tcp, tt.udp, tt.api)
+			}
+		})
+	}
+}

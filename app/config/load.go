@@ -80,6 +80,7 @@ func Load(src Source) (*Config, error) {
 	for _, p := range src.Projects {
 		l.merge(filepath.Join(src.Root, "project", p, "config", "config.yaml"), p)
 	}
+	filePort := l.v.GetInt("websocket.port") // before the environment and options
 	l.env()
 	l.options()
 
@@ -100,6 +101,7 @@ func Load(src Source) (*Config, error) {
 		cfg.Log = out["log"].Interface().(Log)
 		cfg.Websocket = out["websocket"].Interface().(Websocket)
 		cfg.Debug = out["debug"].Interface().(Debug)
+		l.keepDistance(cfg, filePort)
 		cfg.validate(l.bad)
 	}
 	if len(l.problems) > 0 {
@@ -246,6 +248,41 @@ func (l *loader) env() {
 			l.v.Set(key, val)
 			l.where[key] = "environment variable " + name
 		}
+	}
+}
+
+// keepDistance moves the other listeners with the main port when the
+// environment or an option changed it (`./dce websocket start -port 20471`
+// beside the default server): extra ports, TCP and UDP ports and the API
+// port keep their distance from it (20464 → 20474, 20462 → 20472, 20463 →
+// 20473), unless they were set there too. Such a server is an instance of
+// its own: Config.Instance names it by its port.
+func (l *loader) keepDistance(cfg *Config, filePort int) {
+	w := &cfg.Websocket
+	shift := w.Port - filePort
+	if shift == 0 || w.Port == 0 || filePort == 0 {
+		return
+	}
+	cfg.Instance = strconv.Itoa(w.Port)
+	moved := func(key string) bool {
+		return !strings.HasPrefix(l.where[key], "environment") && !strings.HasPrefix(l.where[key], "option")
+	}
+	if moved("websocket.extra_ports") {
+		for i := range w.ExtraPorts {
+			if w.ExtraPorts[i].Port != 0 {
+				w.ExtraPorts[i].Port += shift
+			}
+		}
+	}
+	if moved("websocket.enable_tcp_ports") {
+		for i := range w.EnableTCPPorts {
+			if w.EnableTCPPorts[i].Port != 0 {
+				w.EnableTCPPorts[i].Port += shift
+			}
+		}
+	}
+	if moved("websocket.api_port") && w.APIPort != 0 {
+		w.APIPort += shift
 	}
 }
 

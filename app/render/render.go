@@ -9,6 +9,7 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	htmltemplate "html/template"
 	"io"
 	"os"
@@ -140,4 +141,26 @@ func (r *Renderer) template(project, file string) (executor, error) {
 	}
 	r.cache[key] = t
 	return t, nil
+}
+
+// Check parses every template of the projects (every file under
+// project/NAME/template/) and returns one error per file that does not
+// parse, naming the file and line: `./dce check` reports them.
+func (r *Renderer) Check(projects []string) []error {
+	var errs []error
+	for _, p := range projects {
+		dir := filepath.Join(r.root, "project", p, "template")
+		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			file, _ := filepath.Rel(dir, path)
+			if _, err := r.template(p, filepath.ToSlash(file)); err != nil {
+				rel, _ := filepath.Rel(r.root, path)
+				errs = append(errs, fmt.Errorf("%s: %w", rel, err))
+			}
+			return nil
+		})
+	}
+	return errs
 }

@@ -16,11 +16,36 @@ import (
 	"time"
 )
 
-// Control file names in runtime/.
+// Control file names in runtime/, for the default instance (the server of
+// the configured port). Another instance (`./dce websocket start -port
+// 20471`) has its own: dce-20471.sock, dce-20471.pid (ControlFiles).
 const (
 	SocketFile = "dce.sock"
 	PIDFile    = "dce.pid"
 )
+
+// ControlFiles returns the socket and pid file names of an instance in
+// runtime/: "" is the default one.
+func ControlFiles(instance string) (sock, pid string) {
+	if instance == "" {
+		return SocketFile, PIDFile
+	}
+	return "dce-" + instance + ".sock", "dce-" + instance + ".pid"
+}
+
+// Instances lists the instances whose control socket is in runtimeDir
+// ("" for the default one), whether or not they answer.
+func Instances(runtimeDir string) []string {
+	var out []string
+	if _, err := os.Stat(filepath.Join(runtimeDir, SocketFile)); err == nil {
+		out = append(out, "")
+	}
+	matches, _ := filepath.Glob(filepath.Join(runtimeDir, "dce-*.sock"))
+	for _, m := range matches {
+		out = append(out, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), "dce-"), ".sock"))
+	}
+	return out
+}
 
 // ErrNotRunning means no server answers on the control socket.
 var ErrNotRunning = errors.New("no server is running")
@@ -32,11 +57,15 @@ var ErrRunning = errors.New("a server is already running")
 // A socket left by a killed server is removed; a live one is ErrRunning.
 // It serves "stop", "reload" and "status", one per connection, until the
 // server shuts down, and removes both files then (and only then).
-func (s *Server) ListenControl(runtimeDir string) error {
+func (s *Server) ListenControl(runtimeDir string) error { return s.ListenControlAs(runtimeDir, "") }
+
+// ListenControlAs is ListenControl for a named instance (ControlFiles).
+func (s *Server) ListenControlAs(runtimeDir, instance string) error {
 	if err := os.MkdirAll(runtimeDir, 0o755); err != nil {
 		return err
 	}
-	sock := filepath.Join(runtimeDir, SocketFile)
+	sockName, pidName := ControlFiles(instance)
+	sock := filepath.Join(runtimeDir, sockName)
 	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 		c.Close()
 		return ErrRunning
@@ -46,7 +75,7 @@ func (s *Server) ListenControl(runtimeDir string) error {
 	if err != nil {
 		return err
 	}
-	pidFile := filepath.Join(runtimeDir, PIDFile)
+	pidFile := filepath.Join(runtimeDir, pidName)
 	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 	served := make(chan struct{})
 	s.goTracked(func() { // owns lfd: closes it once serveControl has returned
@@ -227,8 +256,23 @@ func (s *Server) control(c rawConn) {
 
 // Control sends a command to the server running from runtimeDir and
 // returns its answer. ErrNotRunning when nothing listens.
-func Control(runtimeDir, cmd string) (string, error) {
-	c, err := net.DialTimeout("unix", filepath.Join(runtimeDir, SocketFile), 2*time.Second)
+func Control(runtimeDir, cmd string) (string, error) { return ControlAs(runtimeDir, "", cmd) }
+
+// Answers reports whether a server listens on the instance's control socket.
+func Answers(runtimeDir, instance string) bool {
+	sock, _ := ControlFiles(instance)
+	c, err := net.DialTimeout("unix", filepath.Join(runtimeDir, sock), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// ControlAs is Control for a named instance (ControlFiles).
+func ControlAs(runtimeDir, instance, cmd string) (string, error) {
+	sock, _ := ControlFiles(instance)
+	c, err := net.DialTimeout("unix", filepath.Join(runtimeDir, sock), 2*time.Second)
 	if err != nil {
 		return "", ErrNotRunning
 	}

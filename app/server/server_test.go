@@ -953,3 +953,24 @@ func TestPerAddressLimits(t *testing.T) {
 		defer c.Close()
 	}
 }
+
+// TestAPIFromFiles: an API configured in the files gets a free loopback
+// port from servertest (port 0 would turn it off).
+func TestAPIFromFiles(t *testing.T) {
+	r := root(t)
+	servertest.WriteFiles(t, r, map[string]string{"common/config/config.yaml": "websocket: {api_port: 20465, api_password: pw}\n"})
+	s := servertest.Start(t, r, []string{"srvtest"}, nil)
+	if s.APIAddr() == "" {
+		t.Fatal("the API configured in the files is off")
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.APIAddr()+"/status", nil)
+	req.Header.Set("Authorization", "Bearer pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("API status: %d", resp.StatusCode)
+	}
+}

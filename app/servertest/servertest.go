@@ -44,7 +44,8 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 	t.Helper()
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	// load reads the files as a real start and reload do, then moves every
-	// listener to loopback and applies mutate.
+	// listener to loopback (a free port each) and applies mutate.
+	apiPort := 0
 	load := func() (*config.Config, *router.Router, error) {
 		cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: lookup})
 		if err != nil {
@@ -58,8 +59,11 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 		for i := range w.EnableTCPPorts {
 			w.EnableTCPPorts[i].Host, w.EnableTCPPorts[i].Port = "127.0.0.1", 0
 		}
-		if w.APIPort != 0 {
-			w.APIHost, w.APIPort = "127.0.0.1", 0
+		if w.APIPort != 0 { // the API's port 0 would turn it off: a free one
+			if apiPort == 0 {
+				apiPort = FreePort(t)
+			}
+			w.APIHost, w.APIPort = "127.0.0.1", apiPort
 		}
 		if mutate != nil {
 			mutate(cfg)
