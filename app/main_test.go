@@ -347,11 +347,12 @@ func serverPID(t *testing.T, dir string) int {
 	return pid
 }
 
-// startLimited runs `./dce websocket start` with an open-file limit of n
-// and extra environment.
-func startLimited(t *testing.T, dir string, n int, env ...string) (*exec.Cmd, *lockedBuffer) {
+// startLimited runs `./dce websocket start ARGS...` with an open-file
+// limit of n and extra environment, and waits for its start log.
+func startLimited(t *testing.T, dir string, n int, env []string, args ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", fmt.Sprintf("ulimit -n %d && exec ./dce websocket start", n))
+	sh := append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec ./dce websocket start "$@"`, n), "dce"}, args...)
+	cmd := exec.Command("sh", sh...)
 	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), env...)
 	log := &lockedBuffer{}
@@ -398,7 +399,7 @@ func TestOutOfFiles(t *testing.T) {
 	main := fmt.Sprintf("127.0.0.1:%d", ports[0])
 
 	// max_connections far above what 256 files allow: the files run out.
-	cmd, log := startLimited(t, dir, 256, "DCE_WEBSOCKET_MAX_CONNECTIONS=100000")
+	cmd, log := startLimited(t, dir, 256, []string{"DCE_WEBSOCKET_MAX_CONNECTIONS=100000"})
 	waitLog(t, log, "websocket.max_connections is 100000, but the open-file limit of 256")
 	flood(t, main, 400)
 	waitLog(t, log, "accept failed, retrying")
@@ -421,7 +422,7 @@ func TestOutOfFiles(t *testing.T) {
 	}
 
 	// The default: the limit follows the files, and the flood gets 503s.
-	cmd, log = startLimited(t, dir, 256)
+	cmd, log = startLimited(t, dir, 256, nil)
 	waitLog(t, log, "Connections: at most 144 (open-file limit 256)")
 	flood(t, main, 400)
 	var st struct {
@@ -468,21 +469,8 @@ func TestTwoServersOneFolder(t *testing.T) {
 		t.Fatal("./dce routes failed")
 	}
 	second := ports[0] + 10
-	one, log1 := startLimited(t, dir, 4096)
-	cmd := exec.Command(filepath.Join(dir, "dce"), "websocket", "start", "-port", strconv.Itoa(second))
-	cmd.Env = cleanEnv()
-	log2 := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = log2, log2
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	waitLog(t, log2, "Connections: at most")
+	one, log1 := startLimited(t, dir, 4096, nil)
+	cmd, log2 := startLimited(t, dir, 4096, nil, "-port", strconv.Itoa(second))
 	if want := fmt.Sprintf("Websocket server started with: 127.0.0.1:%d, 127.0.0.1:%d.", second, ports[1]+10); !strings.Contains(log2.String(), want) {
 		t.Errorf("second server's start log lacks %q:\n%s", want, log2.String())
 	}

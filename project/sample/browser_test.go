@@ -31,6 +31,20 @@ func chromium() string {
 	return ""
 }
 
+// needChromium returns the Chromium binary; without one the test skips
+// with a message, or fails when CI is set.
+func needChromium(t *testing.T) string {
+	t.Helper()
+	bin := chromium()
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Chromium is required in CI (apt-get install chromium)")
+		}
+		t.Skip("Chromium not found: install it (apt-get install chromium) or set DCE_CHROMIUM to run the browser test")
+	}
+	return bin
+}
+
 // browser starts one headless Chromium with its own profile (a separate
 // browser session) and returns a tab context.
 func browser(t *testing.T, bin string, lang string, width, height int) context.Context {
@@ -149,13 +163,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the page: login, presence, messages on both sides (own on the right),
 // text never run as HTML, logout and tab close removing the user.
 func TestBrowserChat(t *testing.T) {
-	bin := chromium()
-	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("Chromium is required in CI (apt-get install chromium)")
-		}
-		t.Skip("Chromium not found: install it (apt-get install chromium) or set DCE_CHROMIUM to run the browser test")
-	}
+	bin := needChromium(t)
 	s := startChat(t, nil)
 	url := "http://" + s.HTTPAddrs()[0] + "/"
 
@@ -220,13 +228,7 @@ func TestBrowserChat(t *testing.T) {
 // appended (old nodes kept) and do not pull a reader who scrolled up;
 // Shift+Enter makes a new line that the message keeps.
 func TestBrowserRestartAndPage(t *testing.T) {
-	bin := chromium()
-	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("Chromium is required in CI (apt-get install chromium)")
-		}
-		t.Skip("Chromium not found: install it (apt-get install chromium) or set DCE_CHROMIUM to run the browser test")
-	}
+	bin := needChromium(t)
 	s := startChat(t, nil)
 	addr := s.HTTPAddrs()[0]
 	url := "http://" + addr + "/"
