@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"dce/app/dce"
 )
@@ -192,6 +193,16 @@ func (c *conn) ping() {
 		c.mu.Unlock()
 		return
 	}
+	if c.unsent() > 0 {
+		// The peer has not taken what was written last: an inline write
+		// could wait for it and hold up the keepalive of everyone else.
+		// A writer sends the ping and drops the peer after write_timeout.
+		c.queue = append(c.queue, outgoing{kind: framePing})
+		c.writing = true
+		go c.writeLoop()
+		c.mu.Unlock()
+		return
+	}
 	c.writing = true
 	c.mu.Unlock()
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -209,6 +220,27 @@ func (c *conn) ping() {
 }
 
 var pingFrame = []byte{0x89, 0}
+
+// unsent is the number of bytes in the socket's send queue that the peer
+// has not acknowledged (SIOCOUTQ); 0 when unknown.
+func (c *conn) unsent() int {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) {
+		var v int32
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&v))); e == 0 {
+			n = int(v)
+		}
+	})
+	return n
+}
 
 // writeFailure is the close reason of a failed write: a peer that went
 // away is an ordinary close, anything else (a timeout: the peer stopped
