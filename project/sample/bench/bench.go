@@ -7,7 +7,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +112,9 @@ type run struct {
 
 // Run connects, measures and reports. ctx bounds the whole run.
 func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Mode == "rr" || o.Mode == "join" {
+		o.Senders = 0 // every client takes part: senders do not apply
+	}
 	if o.Clients < 1 || o.Senders < 0 || o.Senders > o.Clients || o.Duration <= 0 {
 		return Result{}, errors.New("want clients >= 1, 0 <= senders <= clients, duration > 0")
 	}
@@ -772,10 +774,4 @@ func (res Result) Table() string {
 	}
 	w.Flush()
 	return sb.String()
-}
-
-// JSON renders a result as one line.
-func (res Result) JSON() string {
-	b, _ := json.Marshal(res)
-	return string(b)
 }

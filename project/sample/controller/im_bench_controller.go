@@ -101,32 +101,27 @@ func runBench(c *dce.Context) error {
 	if o.Mode == "soak" {
 		return soak(c, o, asJSON)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
+	defer cancel()
 	if o.Mode == "flood" { // idle WebSockets without a login, held for -duration
-		ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
-		defer cancel()
 		res, err := bench.Flood(ctx, o)
-		if err != nil {
-			return dce.Fail(500, "flood: %v", err)
-		}
-		if asJSON {
-			b, _ := json.Marshal(res)
-			c.SetBody(string(b) + "\n")
-		} else {
-			c.SetBody(res.Table())
-		}
-		return nil
+		return report(c, "flood", res, err, asJSON)
 	}
 	if asJSON {
 		o.Progress = nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
-	defer cancel()
 	res, err := bench.Run(ctx, o)
+	return report(c, "bench", res, err, asJSON)
+}
+
+// report sets the body: the result as one JSON line, or its table.
+func report(c *dce.Context, what string, res interface{ Table() string }, err error, asJSON bool) error {
 	if err != nil {
-		return dce.Fail(500, "bench: %v", err)
+		return dce.Fail(500, "%s: %v", what, err)
 	}
 	if asJSON {
-		c.SetBody(res.JSON() + "\n")
+		b, _ := json.Marshal(res)
+		c.SetBody(string(b) + "\n")
 	} else {
 		c.SetBody(res.Table())
 	}
@@ -148,14 +143,5 @@ func soak(c *dce.Context, o bench.Options, asJSON bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), o.Duration+5*time.Minute)
 	defer cancel()
 	res, err := bench.Soak(ctx, so)
-	if err != nil {
-		return dce.Fail(500, "soak: %v", err)
-	}
-	if asJSON {
-		b, _ := json.Marshal(res)
-		c.SetBody(string(b) + "\n")
-	} else {
-		c.SetBody(res.Table())
-	}
-	return nil
+	return report(c, "soak", res, err, asJSON)
 }
