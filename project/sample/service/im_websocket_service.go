@@ -284,20 +284,6 @@ func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	}
 }
 
-// Online returns the online members, ascending by id.
-func (s *ImWebsocketService) Online() []Member {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := s.sessions.Online()
-	out := make([]Member, 0, len(ids))
-	for _, id := range ids {
-		if m := s.byID[id]; m != nil {
-			out = append(out, *m)
-		}
-	}
-	return out
-}
-
 // listLocked encodes the online list from the members' encoded entries:
 // a room of 10,000 costs a copy, not 10,000 encodings.
 func (s *ImWebsocketService) listLocked() []byte {
@@ -315,13 +301,6 @@ func (s *ImWebsocketService) listLocked() []byte {
 		b = append(b, s.entry[id]...)
 	}
 	return append(b, ']')
-}
-
-// History returns the stored messages, ascending by id.
-func (s *ImWebsocketService) History() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.recentLocked(0)
 }
 
 // recentLocked returns the last n stored messages (all when n is 0),
