@@ -255,6 +255,7 @@ func TestBrowserRestartAndPage(t *testing.T) {
 	say(t, ada, "after the restart, from Ada")
 	waitText(t, bo, "#messages", "after the restart, from Ada", false)
 	waitText(t, ada, "#users", "Bo", false)
+	waitText(t, ada, "#messages", "after the restart, from Ada", false) // its own, back from the server
 	if n := len(s2.Hub().Sessions().Online()); n != 2 {
 		t.Errorf("%d members online on the new server; want both pages logged back in", n)
 	}
@@ -285,6 +286,25 @@ func TestBrowserRestartAndPage(t *testing.T) {
 	}
 	if top := eval[int](t, ada, `document.getElementById("messages").scrollTop`); top != 0 {
 		t.Errorf("a reader scrolled to the top was moved to %d; want to stay", top)
+	}
+
+	// A newcomer gets the last 100 messages; scrolling to the top loads
+	// the older ones, a page at a time.
+	for i := 0; i < 120; i++ {
+		term.Send(fmt.Sprintf(`sample/im/send;{"message":"more %d"}`, i))
+	}
+	waitText(t, ada, "#messages", "more 119", false)
+	cy := browser(t, bin, "en-US", 1000, 700)
+	login(t, cy, url, "Cy", "Arrives late")
+	waitText(t, cy, "#messages", "more 119", false)
+	if n := eval[int](t, cy, `document.querySelectorAll("#messages .msg").length`); n != 100 {
+		t.Errorf("a newcomer shows %d messages; want the last 100", n)
+	}
+	run(t, cy, chromedp.Evaluate[chromedp.Void](`document.getElementById("messages").scrollTop = 0; document.getElementById("messages").dispatchEvent(new Event("scroll"))`))
+	waitText(t, cy, "#messages", "before the restart", true)
+	waitText(t, cy, "#messages", "after the restart, from Bo", false) // the oldest, from the older page
+	if n, all := eval[int](t, cy, `document.querySelectorAll("#messages .msg").length`), len(s2.Hub().Sessions().Online()); n <= 100 || all == 0 {
+		t.Errorf("after scrolling up %d messages; want the older page loaded too", n)
 	}
 
 	// Shift+Enter: a new line in the message, kept when shown.
