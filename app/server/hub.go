@@ -77,17 +77,15 @@ func (h *Hub) remove(c *conn) {
 // under the per-address limits unless ip is exempt.
 func (h *Hub) reserve(ip netip.Addr) refusal {
 	lim := h.limits()
-	if h.slots.Add(1) > int64(lim.MaxConnections) {
+	r := serverFull
+	if h.slots.Add(1) <= int64(lim.MaxConnections) {
+		r = h.addrs.take(ip, lim, time.Now())
+	}
+	if r != admitted {
 		h.slots.Add(-1)
 		h.stats.refused.Add(1)
-		return serverFull
 	}
-	if r := h.addrs.take(ip, lim, time.Now()); r != admitted {
-		h.slots.Add(-1)
-		h.stats.refused.Add(1)
-		return r
-	}
-	return admitted
+	return r
 }
 
 // release gives a slot back: the connection closed or never opened.

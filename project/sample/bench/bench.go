@@ -286,37 +286,25 @@ func (r *run) connect(ctx context.Context) ([]*client, error) {
 		return nil, err
 	}
 	clients := make([]*client, r.o.Clients)
-	sem := make(chan struct{}, r.o.Ramp)
 	var firstErr error
 	var errMu sync.Mutex
-	var wg sync.WaitGroup
 	var done atomic.Int64
 	loopback := isLoopback(u.Hostname())
-	for i := range clients {
-		if ctx.Err() != nil {
-			break
+	ramped(ctx, r.o.Clients, r.o.Ramp, func(i int) {
+		c, err := r.dial(ctx, u, i, loopback)
+		if err != nil {
+			errMu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("client %d: %w", i, err)
+			}
+			errMu.Unlock()
+			return
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := r.dial(ctx, u, i, loopback)
-			if err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("client %d: %w", i, err)
-				}
-				errMu.Unlock()
-				return
-			}
-			clients[i] = c
-			if n := done.Add(1); r.o.Progress != nil && n%1000 == 0 {
-				fmt.Fprintf(r.o.Progress, "connected %d/%d\n", n, r.o.Clients)
-			}
-		}()
-	}
-	wg.Wait()
+		clients[i] = c
+		if n := done.Add(1); r.o.Progress != nil && n%1000 == 0 {
+			fmt.Fprintf(r.o.Progress, "connected %d/%d\n", n, r.o.Clients)
+		}
+	})
 	if firstErr == nil {
 		firstErr = awaitReady(ctx, clients)
 	}
@@ -326,11 +314,7 @@ func (r *run) connect(ctx context.Context) ([]*client, error) {
 // dial connects one client from its own 127.0.0.x source address (20,000
 // clients per address keep clear of the ephemeral port range) and logs in.
 func (r *run) dial(ctx context.Context, u *url.URL, i int, loopback bool) (*client, error) {
-	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
-	if loopback {
-		d.NetDialContext = loopbackDialer(i)
-	}
-	ws, _, err := d.DialContext(ctx, u.String(), nil)
+	ws, _, err := dialer(i, loopback, 4096).DialContext(ctx, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +329,34 @@ func (r *run) dial(ctx context.Context, u *url.URL, i int, loopback bool) (*clie
 		return nil, err
 	}
 	return c, nil
+}
+
+// ramped runs f(0) … f(n-1), at most width at a time (connections opened
+// as people would, not all in one instant), and waits for them; it starts
+// no more once ctx ends.
+func ramped(ctx context.Context, n, width int, f func(i int)) {
+	sem := make(chan struct{}, max(width, 1))
+	var wg sync.WaitGroup
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// dialer is the WebSocket dialer of client i: from its own loopback source
+// address when the server is on loopback, with read buffers of buf bytes.
+func dialer(i int, loopback bool, buf int) *websocket.Dialer {
+	d := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: buf, WriteBufferSize: min(buf, 1024)}
+	if loopback {
+		d.NetDialContext = loopbackDialer(i)
+	}
+	return d
 }
 
 // addrBase picks this run's 127.x.0.0 block: the ports a previous run left

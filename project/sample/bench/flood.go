@@ -30,38 +30,24 @@ func Flood(ctx context.Context, o Options) (FloodResult, error) {
 		return FloodResult{}, err
 	}
 	raiseFileLimit()
-	if o.Ramp < 1 {
-		o.Ramp = 200
-	}
 	var res FloodResult
 	var opened, refused, failed atomic.Int64
 	conns := make([]*websocket.Conn, o.Clients)
-	sem := make(chan struct{}, o.Ramp)
-	var wg sync.WaitGroup
 	loopback := isLoopback(u.Hostname())
-	for i := 0; i < o.Clients && ctx.Err() == nil; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 512, WriteBufferSize: 512}
-			if loopback {
-				d.NetDialContext = loopbackDialer(i)
-			}
-			ws, resp, err := d.DialContext(ctx, u.String(), nil)
-			switch {
-			case err == nil:
-				opened.Add(1)
-				conns[i] = ws
-			case resp != nil && (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests):
-				refused.Add(1)
-			default:
-				failed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	ramped(ctx, o.Clients, o.Ramp, func(i int) {
+		d := dialer(i, loopback, 512)
+		d.HandshakeTimeout = 10 * time.Second
+		ws, resp, err := d.DialContext(ctx, u.String(), nil)
+		switch {
+		case err == nil:
+			opened.Add(1)
+			conns[i] = ws
+		case resp != nil && (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests):
+			refused.Add(1)
+		default:
+			failed.Add(1)
+		}
+	})
 	if o.Progress != nil {
 		fmt.Fprintf(o.Progress, "opened %d, refused %d, failed %d; holding %v\n", opened.Load(), refused.Load(), failed.Load(), o.Duration)
 	}

@@ -66,34 +66,25 @@ func Join(ctx context.Context, o Options) (Result, error) {
 	var firstErr error
 	var errMu sync.Mutex
 	var in atomic.Int64
-	sem := make(chan struct{}, o.Ramp)
-	var wg sync.WaitGroup
 	loopback := isLoopback(u.Hostname())
 	t0 := time.Now()
-	for i := 0; i < o.Clients && ctx.Err() == nil; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ws, wait, err := r.joinOne(ctx, u, fmt.Sprintf("join-%s-%d", r.tag, i), i, loopback)
-			conns[i] = ws
-			if err != nil {
-				failures.Add(1)
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("client %d: %w", i, err)
-				}
-				errMu.Unlock()
-				return
+	ramped(ctx, o.Clients, o.Ramp, func(i int) {
+		ws, wait, err := r.joinOne(ctx, u, fmt.Sprintf("join-%s-%d", r.tag, i), i, loopback)
+		conns[i] = ws
+		if err != nil {
+			failures.Add(1)
+			errMu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("client %d: %w", i, err)
 			}
-			waits[i] = wait
-			if n := in.Add(1); o.Progress != nil && n%1000 == 0 {
-				fmt.Fprintf(o.Progress, "%5.1fs  in %d/%d\n", time.Since(t0).Seconds(), n, o.Clients)
-			}
-		}()
-	}
-	wg.Wait()
+			errMu.Unlock()
+			return
+		}
+		waits[i] = wait
+		if n := in.Add(1); o.Progress != nil && n%1000 == 0 {
+			fmt.Fprintf(o.Progress, "%5.1fs  in %d/%d\n", time.Since(t0).Seconds(), n, o.Clients)
+		}
+	})
 	res.AllInS = time.Since(t0).Seconds()
 	res.Connected = int(in.Load())
 	res.Failures = int(failures.Load())
@@ -138,7 +129,7 @@ func Join(ctx context.Context, o Options) (Result, error) {
 // online list and history took to arrive after the login was sent. The
 // connection stays open, its frames read and discarded.
 func (r *run) joinOne(ctx context.Context, u *url.URL, nick string, i int, loopback bool) (*websocket.Conn, time.Duration, error) {
-	ws, err := r.dialOnly(ctx, u, i, loopback)
+	ws, _, err := dialer(i, loopback, 4096).DialContext(ctx, u.String(), nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -184,16 +175,6 @@ func (r *run) joinOne(ctx context.Context, u *url.URL, nick string, i int, loopb
 	return ws, max(time.Since(start), 1), nil
 }
 
-// dialOnly opens one WebSocket from the client's own 127.0.0.x address.
-func (r *run) dialOnly(ctx context.Context, u *url.URL, i int, loopback bool) (*websocket.Conn, error) {
-	d := websocket.Dialer{HandshakeTimeout: joinTimeout, ReadBufferSize: 4096, WriteBufferSize: 1024}
-	if loopback {
-		d.NetDialContext = loopbackDialer(i)
-	}
-	ws, _, err := d.DialContext(ctx, u.String(), nil)
-	return ws, err
-}
-
 // pct is the q-quantile of ds in milliseconds (q = 1: the maximum).
 func pct(ds []time.Duration, q float64) float64 {
 	if len(ds) == 0 {
@@ -209,7 +190,7 @@ func pct(ds []time.Duration, q float64) float64 {
 // fill sends n messages of the longest size (1,024 characters) from one
 // client, paced under the server's rate limit, and waits for the last.
 func (r *run) fill(ctx context.Context, u *url.URL, n int) error {
-	ws, err := r.dialOnly(ctx, u, 0, false)
+	ws, _, err := dialer(0, false, 4096).DialContext(ctx, u.String(), nil)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ type ImWebsocketService struct {
 	sentVer    map[uint64]uint64 // whole-list connections: the version of the list each last got
 	changes    map[int64]bool    // member → now online (true) or gone (false), since the last delta push
 	snap       []byte            // the online list at the last delta push (changes holds what came since); shared, never modified
-	wholeDirty bool              // the online list changed since the last whole-list push
+	wholeVer   uint64            // listVer at the last whole-list push
 	lastWhole  time.Time         // last whole-list push
 	lastDelta  time.Time         // last delta push
 	pushTimer  *time.Timer       // the next push, when one is scheduled
@@ -196,7 +196,6 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	wasOnline := len(s.sessions.MemberConns(m.ID)) > 0
 	s.sessions.Login(fd, m.ID)
 	s.listVer++
-	s.wholeDirty = true
 	if !wasOnline {
 		s.changes[m.ID] = true
 	}
@@ -279,7 +278,6 @@ func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	if member, ok := s.sessions.Logout(conn.FD()); ok {
 		s.left(member)
 		s.listVer++
-		s.wholeDirty = true
 		s.schedule(time.Now())
 	}
 }
@@ -347,7 +345,7 @@ func (s *ImWebsocketService) schedule(now time.Time) {
 	}
 	members := len(s.sessions.Online())
 	var due time.Time
-	if s.wholeDirty {
+	if s.wholeVer != s.listVer {
 		due = s.lastWhole.Add(listInterval(members))
 	}
 	if len(s.changes) > 0 {
@@ -379,8 +377,8 @@ func (s *ImWebsocketService) pushLocked(now time.Time) {
 		s.lastDelta = now
 		s.pushChanges(online)
 	}
-	if s.wholeDirty && !now.Before(s.lastWhole.Add(listInterval(members))) {
-		s.lastWhole, s.wholeDirty = now, false
+	if s.wholeVer != s.listVer && !now.Before(s.lastWhole.Add(listInterval(members))) {
+		s.lastWhole, s.wholeVer = now, s.listVer
 		fds := make([]uint64, 0, len(online))
 		for _, fd := range online {
 			if !s.delta[fd] && s.sentVer[fd] != s.listVer {
@@ -392,7 +390,7 @@ func (s *ImWebsocketService) pushLocked(now time.Time) {
 			s.hub.Send(fds, &dce.Message{Path: PathUserList, Body: s.listLocked(), Mode: dce.Latest})
 		}
 	}
-	if s.wholeDirty || len(s.changes) > 0 {
+	if s.wholeVer != s.listVer || len(s.changes) > 0 {
 		s.schedule(now)
 	}
 }
