@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,7 @@ type patientListener struct {
 	net.Listener
 	stop <-chan struct{}
 	log  shortageLog
+	gate *httpGate // nil, or the gate of an HTTP listener
 }
 
 func patient(ln net.Listener, stop <-chan struct{}, log *slog.Logger, name string) *patientListener {
@@ -100,6 +102,10 @@ func (l *patientListener) Accept() (net.Conn, error) {
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := l.Listener.Accept()
+		if err == nil && l.gate != nil && l.gate.refuse(c) {
+			backoff = 5 * time.Millisecond
+			continue
+		}
 		if err == nil || !temporaryAccept(err) {
 			return c, err
 		}
@@ -218,4 +224,62 @@ func remoteIP(remote string) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// An HTTP connection holds a file from accept until its request is refused,
+// served or upgraded. net/http accepts as fast as it can and reads each
+// request in its own goroutine, so in a flood accepted connections could
+// pile up faster than their handlers refuse them and run the process out of
+// files. The gate bounds them: past max_connections + handshakeRoom
+// connections open or being opened, the listener itself answers 503 and
+// closes, at most refuseRoom at a time (beyond that it just closes).
+const (
+	handshakeRoom = 32 // pages and handshakes in flight on top of max_connections
+	refuseRoom    = 16 // gate refusals being written at once
+)
+
+var gateRefusal = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 21\r\n\r\ntoo many connections\n")
+
+// httpGate counts the connections of the HTTP listeners that are accepted
+// but not yet hijacked or closed (http.Server.ConnState).
+type httpGate struct {
+	hub      *Hub
+	pending  atomic.Int64
+	refusing atomic.Int64
+}
+
+func (g *httpGate) connState(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		g.pending.Add(1)
+	case http.StateHijacked, http.StateClosed:
+		g.pending.Add(-1)
+	}
+}
+
+// refuse takes c away from the HTTP server when the files are spoken for:
+// true when it was refused.
+func (g *httpGate) refuse(c net.Conn) bool {
+	h := g.hub
+	if h.slots.Load()+g.pending.Load() < int64(h.limits().MaxConnections)+handshakeRoom {
+		return false
+	}
+	h.stats.refused.Add(1)
+	if g.refusing.Add(1) > refuseRoom {
+		g.refusing.Add(-1)
+		_ = c.Close()
+		return true
+	}
+	go func() {
+		defer g.refusing.Add(-1)
+		defer c.Close()
+		// Read the request that came with the connection first: closing
+		// with unread bytes resets it, and the peer could lose the answer.
+		_ = c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		var b [4096]byte
+		_, _ = c.Read(b[:])
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.Write(gateRefusal)
+	}()
+	return true
 }

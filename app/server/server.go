@@ -156,6 +156,7 @@ func (s *Server) Start() (err error) {
 			s.closeListeners()
 		}
 	}()
+	gate := &httpGate{hub: s.hub} // shared by the WebSocket ports: one count of files
 	for _, a := range cfg.Addrs() {
 		ln, err := net.Listen("tcp", net.JoinHostPort(a.Host, strconv.Itoa(a.Port)))
 		if err != nil {
@@ -167,10 +168,12 @@ func (s *Server) Start() (err error) {
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+			ConnState:         gate.connState,
 		}
 		s.https = append(s.https, hs)
 		s.httpAddr = append(s.httpAddr, shown(a.Host, ln.Addr()))
 		pl := patient(ln, s.stop, s.log, "websocket "+ln.Addr().String())
+		pl.gate = gate
 		s.goTracked(func() { _ = hs.Serve(pl) })
 	}
 	for _, a := range cfg.EnableTCPPorts {

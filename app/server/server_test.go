@@ -445,7 +445,7 @@ func TestSlowReaderDropped(t *testing.T) {
 		c.Websocket.RateLimit = 0
 	})
 	addr := s.HTTPAddrs()[0]
-	slow := servertest.DialWS(t, addr) // never reads
+	slow := servertest.DialWSNarrow(t, addr) // never reads
 	fast := servertest.DialWS(t, addr)
 	sender := servertest.DialWS(t, addr)
 	go func() { // the sender reads (and ignores) its own broadcasts
@@ -650,6 +650,52 @@ func TestMaxConnections(t *testing.T) {
 	if !strings.Contains(string(b), `"code":503`) {
 		t.Errorf("TCP over the limit got %q; want a 503 line and a close", b)
 	}
+}
+
+// TestHandshakesAreBounded: connections accepted on the WebSocket port but
+// not yet answered hold files too. Past max_connections plus a bounded room
+// for them, the listener answers 503 itself, so a flood of peers that never
+// send their request cannot run the server out of files; once they go,
+// pages load again.
+func TestHandshakesAreBounded(t *testing.T) {
+	s := start(t, func(c *config.Config) { c.Websocket.MaxConnections = 2 })
+	addr := s.HTTPAddrs()[0]
+	var idle []net.Conn
+	for range 40 { // more than max_connections + the room for handshakes
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	page := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/static/hello.txt")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	var body string
+	waitFor(t, "a page refused while the silent peers hold the room", func() bool {
+		code, body = page()
+		return code == http.StatusServiceUnavailable
+	})
+	if body != "too many connections\n" {
+		t.Errorf("refusal body %q", body)
+	}
+	if s.Status().Refused == 0 {
+		t.Error("the refusal is not counted in status")
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	waitFor(t, "the page served once the peers left", func() bool {
+		code, body = page()
+		return code == http.StatusOK && body == "static hello"
+	})
 }
 
 func TestKeepaliveDropsSilentClient(t *testing.T) {

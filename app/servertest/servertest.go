@@ -11,12 +11,14 @@ package servertest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,6 +133,28 @@ func DialWS(t testing.TB, addr string, header ...http.Header) *WS {
 		h = header[0]
 	}
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", h)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &WS{t: t, Conn: c}
+}
+
+// DialWSNarrow connects like DialWS with a 4 KiB receive buffer, so the
+// kernel cannot soak up what a client that never reads is sent: the server
+// sees it as slow after a few frames, whatever the machine's TCP tuning.
+func DialWSNarrow(t testing.TB, addr string) *WS {
+	t.Helper()
+	d := *websocket.DefaultDialer
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
+	}}
+	d.NetDialContext = nd.DialContext
+	c, _, err := d.Dial("ws://"+addr+"/", nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
