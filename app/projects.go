@@ -3,6 +3,7 @@
 package main
 
 import (
+	_ "dce/project/sample"
 	_ "dce/project/sample/bench"
 	_ "dce/project/sample/controller"
 	_ "dce/project/sample/service"

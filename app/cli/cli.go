@@ -176,15 +176,36 @@ func findRoot(lookup func(string) (string, bool)) string {
 
 func (a *app) runtimeDir() string { return filepath.Join(a.Root, "runtime") }
 
-// load reads configuration and nodes and resolves controllers, reporting
-// every problem at once.
+// config reads the configuration: files, environment, options.
+func (a *app) config() (*config.Config, error) {
+	return config.Load(config.Source{Root: a.Root, Projects: a.projects, Env: a.LookupEnv, Environ: a.Environ, Options: a.args.Overrides()})
+}
+
+// load reads configuration and nodes, builds the projects for a command
+// (no hub) and resolves controllers, reporting every problem at once.
 func (a *app) load() (*config.Config, *router.Router, error) {
-	cfg, cerr := config.Load(config.Source{Root: a.Root, Projects: a.projects, Env: a.LookupEnv, Environ: a.Environ, Options: a.args.Overrides()})
-	rt, rerr := router.New(a.Root, a.projects)
-	if err := errors.Join(cerr, rerr); err != nil {
-		return nil, nil, err
+	cfg, cerr := a.config()
+	if cerr != nil {
+		_, rerr := node.Load(a.Root, a.projects) // the node files' problems too
+		return nil, nil, errors.Join(cerr, rerr)
 	}
 	a.warnUncompiled()
+	env := dce.Env{
+		Root: a.Root, Config: cfg,
+		Logger:  slog.New(slog.NewTextHandler(a.Stderr, nil)),
+		Control: func(cmd string) (string, error) { return server.ControlAs(a.runtimeDir(), cfg.Instance, cmd) },
+	}
+	ps, err := dce.Build(a.projects, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := router.New(a.Root, a.projects, ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := ps.Servers(cfg.Websocket.Service); err != nil {
+		return nil, nil, fmt.Errorf("websocket.service: %w", err)
+	}
 	return cfg, rt, nil
 }
 
@@ -274,11 +295,6 @@ func (a *app) check(Args) int {
 	if err != nil {
 		return a.fail(ExitUsage, "%v", err)
 	}
-	if cfg.Websocket.Service != "" {
-		if _, err := dce.NewServer(cfg.Websocket.Service); err != nil {
-			return a.fail(ExitUsage, "websocket.service: %v", err)
-		}
-	}
 	if errs := rt.Renderer.Check(a.projects); len(errs) > 0 {
 		return a.fail(ExitUsage, "templates that do not parse:\n  %v", errors.Join(errs...).Error())
 	}
@@ -295,52 +311,63 @@ func (a *app) runNode(args Args) int {
 	if err != nil {
 		return a.fail(ExitUsage, "%v", err)
 	}
-	n, exists := rt.Tree.Find(args.Path, dce.CLI)
-	if n == nil {
-		if exists {
-			return a.fail(ExitUsage, "%s is not a command (its node does not allow cli); run ./dce for the list", strings.ReplaceAll(args.Path, "/", " "))
-		}
-		return a.fail(ExitUsage, "no command %q; run ./dce for the list", strings.ReplaceAll(args.Path, "/", " "))
-	}
-	c := &dce.Context{
-		Node: n, Path: args.Path, Method: dce.CLI,
-		Data: args.Data(), Args: args.Options,
+	w := &cliWriter{a: a}
+	req := &router.Request{
+		Path: args.Path, Method: dce.CLI, Data: args.Data(), Args: args.Options,
 		Logger: slog.New(slog.NewTextHandler(a.Stderr, nil)),
 	}
-	out := a.Stdout
-	c.ReplyFunc = func(_ string, data any) error {
-		if s, ok := data.(string); ok {
-			_, err := fmt.Fprintln(out, s)
-			return err
-		}
-		b, err := json.MarshalIndent(data, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(out, string(b))
-		return err
-	}
-	if err := rt.Call(c); err != nil {
+	if err := rt.Serve(w, req); err != nil {
 		fmt.Fprintln(a.Stderr, "dce:", err)
 	}
-	if !c.Replied() {
-		if err := rt.Renderer.Render(out, c, true); err != nil {
-			return a.fail(ExitFailed, "render %s: %v", n.Render, err)
-		}
+	return w.code
+}
+
+// cliWriter answers a command: its output on stdout, its failure as the
+// exit code (and a line on stderr).
+type cliWriter struct {
+	a    *app
+	code int
+}
+
+func (w *cliWriter) Reply(_ string, data any) error {
+	if s, ok := data.(string); ok {
+		_, err := fmt.Fprintln(w.a.Stdout, s)
+		return err
+	}
+	b, err := json.MarshalIndent(data, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w.a.Stdout, string(b))
+	return err
+}
+
+func (w *cliWriter) NoNode(path string, exists bool) {
+	cmd := strings.ReplaceAll(path, "/", " ")
+	if exists {
+		w.code = w.a.fail(ExitUsage, "%s is not a command (its node does not allow cli); run ./dce for the list", cmd)
+		return
+	}
+	w.code = w.a.fail(ExitUsage, "no command %q; run ./dce for the list", cmd)
+}
+
+func (w *cliWriter) Finish(rt *router.Router, c *dce.Context) {
+	if err := rt.Renderer.Render(w.a.Stdout, c, true, ""); err != nil {
+		w.code = w.a.fail(ExitFailed, "render %s: %v", c.Node.Render, err)
+		return
 	}
 	if st := c.Result(); st.Status != nil && !*st.Status {
-		if n.Render != node.RenderJSON {
-			fmt.Fprintf(a.Stderr, "dce: %s (%d)\n", st.Message, st.Code)
+		if c.Node.Render != node.RenderJSON {
+			fmt.Fprintf(w.a.Stderr, "dce: %s (%d)\n", st.Message, st.Code)
 		}
-		return ExitFailed
+		w.code = ExitFailed
 	}
-	return ExitOK
 }
 
 // control sends stop, reload or status to a running server: the one of
 // -port when given, else the default one, or when only one runs, that one.
 func (a *app) control(cmd string) int {
-	cfg, _, lerr := a.load()
+	cfg, lerr := a.config()
 	instance, err := a.instance(cfg, lerr)
 	if err != nil {
 		return a.fail(ExitFailed, "%v", err)
@@ -429,18 +456,20 @@ func (a *app) pid(instance string) int {
 
 // start runs the server in the foreground until it is stopped.
 func (a *app) start(Args) int {
-	cfg, rt, err := a.load()
+	cfg, err := a.config()
 	if err != nil {
-		return a.fail(ExitUsage, "%v", err)
+		_, nerr := node.Load(a.Root, a.projects) // the node files' problems too
+		return a.fail(ExitUsage, "%v", errors.Join(err, nerr))
 	}
+	a.warnUncompiled()
 	logs := newLogSwitch(a.Stderr, cfg.Log)
 	log := slog.New(logs)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
 	s, err := server.New(server.Options{
-		Root: a.Root, Config: cfg, Router: rt, Logger: log,
-		Reload: a.load, Reloaded: func(c *config.Config) { logs.apply(c.Log) },
+		Root: a.Root, Projects: a.projects, Config: cfg, Logger: log,
+		Reload: a.config, Reloaded: func(c *config.Config) { logs.apply(c.Log) },
 	})
 	if err != nil {
 		return a.fail(ExitUsage, "%v", err)

@@ -9,14 +9,16 @@
 // error naming the file (or variable, or option), the key and what was
 // expected.
 //
-// A project owns configuration sections by registering a pointer to a struct
-// holding its defaults; Load fills it:
+// A project owns a configuration section by registering a pointer to a
+// struct holding its defaults (dce.RegisterProject does it for the
+// project's constructor); Load decodes it into Config.Sections, a new value
+// at each load, and leaves the registered struct alone:
 //
-//	var Im = struct {
+//	type Settings struct {
 //		MembersMax int `mapstructure:"members_max"`
-//	}{MembersMax: 100000}
+//	}
 //
-//	func init() { config.Register("sample", "im", &Im) }
+//	func init() { config.Register("sample", "im", &Settings{MembersMax: 100000}) }
 package config
 
 import (
@@ -38,6 +40,9 @@ type Config struct {
 	Log       Log       `mapstructure:"log"`
 	Websocket Websocket `mapstructure:"websocket"`
 	Debug     Debug     `mapstructure:"debug"`
+	// Sections holds the registered project sections by key, each a
+	// value of its registered struct type.
+	Sections map[string]any `mapstructure:"-"`
 }
 
 // Debug holds switches for measuring the server.
@@ -226,7 +231,7 @@ var (
 )
 
 // Register makes key a configuration section of project, decoded into ptr (a
-// pointer to a struct whose current values are the defaults). Only that
+// pointer to a struct whose values are the defaults). Only that
 // project's config.yaml may set it, besides the common files, the
 // environment and the command line. It panics on a bad or duplicate key: it
 // is meant for init functions.

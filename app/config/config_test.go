@@ -11,13 +11,23 @@ import (
 )
 
 // testSection is a project section registered once for these tests.
-var testSection = struct {
+type testSection struct {
 	Limit int            `mapstructure:"limit"`
 	Names []string       `mapstructure:"names"`
 	Free  map[string]any `mapstructure:"free"`
-}{Limit: 10, Names: []string{"a"}}
+}
 
-func init() { config.Register("proj", "testsec", &testSection) }
+func init() { config.Register("proj", "testsec", &testSection{Limit: 10, Names: []string{"a"}}) }
+
+// section is the decoded test section of c.
+func section(t *testing.T, c *config.Config) testSection {
+	t.Helper()
+	s, ok := c.Sections["testsec"].(testSection)
+	if !ok {
+		t.Fatalf("Sections[testsec] = %#v; want a testSection", c.Sections["testsec"])
+	}
+	return s
+}
 
 func noEnv(string) (string, bool) { return "", false }
 
@@ -53,13 +63,13 @@ func TestLoadOrderAndMerge(t *testing.T) {
 			if c.Websocket.PingInterval != 25*time.Second {
 				t.Errorf("ping_interval = %v; want the default", c.Websocket.PingInterval)
 			}
-			if testSection.Limit != 5 || len(testSection.Names) != 1 || testSection.Free["x"] != 1 {
-				t.Errorf("project section = %+v; want limit 5 from the project file, names from defaults", testSection)
+			if s := section(t, c); s.Limit != 5 || len(s.Names) != 1 || s.Free["x"] != 1 {
+				t.Errorf("project section = %+v; want limit 5 from the project file, names from defaults", s)
 			}
 		}},
 		{"environment beats files", map[string]string{"DCE_WEBSOCKET_PORT": "20470", "DCE_TESTSEC_LIMIT": "7", "DCE_WEBSOCKET_PING_INTERVAL": "2s"}, nil, func(t *testing.T, c *config.Config) {
-			if c.Websocket.Port != 20470 || testSection.Limit != 7 || c.Websocket.PingInterval != 2*time.Second {
-				t.Errorf("port %d, limit %d, ping %v; want 20470, 7, 2s from the environment", c.Websocket.Port, testSection.Limit, c.Websocket.PingInterval)
+			if s := section(t, c); c.Websocket.Port != 20470 || s.Limit != 7 || c.Websocket.PingInterval != 2*time.Second {
+				t.Errorf("port %d, limit %d, ping %v; want 20470, 7, 2s from the environment", c.Websocket.Port, s.Limit, c.Websocket.PingInterval)
 			}
 		}},
 		{"options beat the environment", map[string]string{"DCE_WEBSOCKET_PORT": "20470"}, map[string]string{"port": "20460", "host": "0.0.0.0", "name": "not config"}, func(t *testing.T, c *config.Config) {

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/viper"
@@ -67,7 +66,7 @@ func Load(src Source) (*Config, error) {
 	l.schema["debug"] = section{ptr: &def.Debug}
 	sectionsMu.Lock()
 	for k, s := range sections {
-		l.schema[k] = section{owner: s.owner, ptr: defaults(s.ptr)}
+		l.schema[k] = s
 	}
 	sectionsMu.Unlock()
 
@@ -96,7 +95,7 @@ func Load(src Source) (*Config, error) {
 		l.decodeKey(key, rv)
 		out[key] = rv
 	}
-	cfg := &Config{Root: src.Root, Warnings: l.unknownEnv()}
+	cfg := &Config{Root: src.Root, Warnings: l.unknownEnv(), Sections: map[string]any{}}
 	if len(l.problems) == 0 {
 		cfg.Log = out["log"].Interface().(Log)
 		cfg.Websocket = out["websocket"].Interface().(Websocket)
@@ -107,39 +106,12 @@ func Load(src Source) (*Config, error) {
 	if len(l.problems) > 0 {
 		return nil, &Error{Problems: l.problems}
 	}
-	sectionsMu.Lock()
-	for k, s := range sections {
-		reflect.ValueOf(s.ptr).Elem().Set(out[k])
+	for key, s := range l.schema {
+		if s.owner != "" {
+			cfg.Sections[key] = out[key].Interface()
+		}
 	}
-	sectionsMu.Unlock()
-	current.Store(cfg)
 	return cfg, nil
-}
-
-var current atomic.Pointer[Config]
-
-// Current returns the configuration of the last successful Load, or the
-// defaults before any.
-func Current() *Config {
-	if c := current.Load(); c != nil {
-		return c
-	}
-	d := Default()
-	return &d
-}
-
-// defaults keeps a copy of a registered struct's first values: they stay the
-// defaults even after Load has filled the struct.
-var defaultCopies = map[any]any{}
-
-func defaults(ptr any) any {
-	if d, ok := defaultCopies[ptr]; ok {
-		return d
-	}
-	d := reflect.New(reflect.TypeOf(ptr).Elem())
-	d.Elem().Set(reflect.ValueOf(ptr).Elem())
-	defaultCopies[ptr] = d.Interface()
-	return d.Interface()
 }
 
 func (l *loader) bad(key, want string) {

@@ -30,22 +30,28 @@ type Context struct {
 	Raw    string     // the payload as received (socket transports)
 	Args   map[string][]string
 
-	Conn   Conn                // the connection; nil for HTTP and CLI
-	Hub    Hub                 // the running server; nil for CLI
-	HTTP   *http.Request       // HTTP only
-	Writer http.ResponseWriter // HTTP only
-	Nonce  string              // HTTP only: CSP nonce for the page's inline <script> and <style>
+	Conn   Conn          // the connection; nil for HTTP and CLI
+	Hub    Hub           // the running server; nil for CLI
+	HTTP   *http.Request // HTTP only
 	Logger *slog.Logger
 
-	// ReplyFunc is set by the transport: it sends data to the requester
-	// with its own path (the request ID is appended by the transport).
-	ReplyFunc func(path string, data any) error
-
+	replier Replier
 	status  Status
 	replied bool
 	body    string
 	hasBody bool
 }
+
+// Replier is how a transport sends an explicit reply: data to the
+// requester with its own path (in response mode the transport appends the
+// request ID).
+type Replier interface {
+	Reply(path string, data any) error
+}
+
+// NewContext returns an empty request context whose Reply goes to r. The
+// router fills it; tests of actions may too.
+func NewContext(r Replier) *Context { return &Context{replier: r} }
 
 // Status is the status data of a reply: only the keys set travel.
 //
@@ -122,11 +128,11 @@ func (c *Context) SetResult(s Status) { c.status = s }
 // Reply answers explicitly, with its own path, instead of the automatic
 // reply. In response mode the request ID is appended to path.
 func (c *Context) Reply(path string, data any) error {
-	if c.ReplyFunc == nil {
+	if c.replier == nil {
 		return errors.New("this transport cannot reply")
 	}
 	c.replied = true
-	return c.ReplyFunc(path, data)
+	return c.replier.Reply(path, data)
 }
 
 // Replied reports whether the action answered with Reply.

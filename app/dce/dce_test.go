@@ -1,12 +1,18 @@
 package dce
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
 
 func TestRegistry(t *testing.T) {
 	Register("regtest", "ThingController", map[string]Action{"do": func(*Context) error { return nil }})
+	ps, err := Build([]string{"regtest"}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Lookup := ps.Lookup
 	if _, err := Lookup("regtest", "ThingController->do"); err != nil {
 		t.Fatalf("Lookup: %v", err)
 	}
@@ -32,11 +38,12 @@ func TestRegistry(t *testing.T) {
 		"empty name": func() { Register("regtest", "", map[string]Action{"x": func(*Context) error { return nil }}) },
 		"nil action": func() { Register("regtest", "Other", map[string]Action{"x": nil}) },
 		"no actions": func() { Register("regtest", "Empty", nil) },
-		"dup server": func() {
-			RegisterServer("RegtestServer", func() any { return 1 })
-			RegisterServer("RegtestServer", func() any { return 1 })
+		"dup project": func() {
+			RegisterProject("regtwice", "", NoConfig{}, noProject)
+			RegisterProject("regtwice", "", NoConfig{}, noProject)
 		},
-		"server name": func() { RegisterServer("", func() any { return 1 }) },
+		"project name": func() { RegisterProject("", "", NoConfig{}, noProject) },
+		"constructor":  func() { RegisterProject[NoConfig]("regnil", "", NoConfig{}, nil) },
 	}
 	for name, f := range panics {
 		t.Run(name, func(t *testing.T) {
@@ -48,10 +55,9 @@ func TestRegistry(t *testing.T) {
 			f()
 		})
 	}
-	if _, err := NewServer("NoSuch"); err == nil || !strings.Contains(err.Error(), "RegtestServer") {
-		t.Errorf("NewServer(NoSuch) = %v; want an error listing registered servers", err)
-	}
 }
+
+func noProject(Env, NoConfig) (*Project[NoConfig], error) { return &Project[NoConfig]{}, nil }
 
 func TestBind(t *testing.T) {
 	type in struct {
@@ -102,5 +108,51 @@ func TestStatusAndBody(t *testing.T) {
 	}
 	if err := c.Reply("x", 1); err == nil {
 		t.Error("Reply without a transport should fail")
+	}
+}
+
+// TestBuildNamesTheCulprit: a project whose constructor fails, returns
+// nothing usable or panics stops the start naming the project and what is
+// wrong; a server type websocket.service names but no project offers is an
+// error listing those offered. (A hook of the wrong shape does not compile:
+// Server's hooks are typed fields.)
+func TestBuildNamesTheCulprit(t *testing.T) {
+	ok := func(*Context) error { return nil }
+	RegisterProject("bt-fails", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
+		return nil, errors.New("database unreachable")
+	})
+	RegisterProject("bt-nil", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) { return nil, nil })
+	RegisterProject("bt-panics", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) { panic("oops") })
+	RegisterProject("bt-nilaction", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
+		return &Project[NoConfig]{Controllers: map[string]map[string]Action{"PageController": {"show": nil}}}, nil
+	})
+	RegisterProject("bt-good", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
+		return &Project[NoConfig]{
+			Controllers: map[string]map[string]Action{"PageController": {"show": ok}},
+			Servers:     map[string]*Server{"GoodServer": {OnClose: func(Conn) {}}},
+		}, nil
+	})
+	for project, want := range map[string]string{
+		"bt-fails":     "project bt-fails: database unreachable",
+		"bt-nil":       "project bt-nil: the constructor returned no project",
+		"bt-panics":    "project bt-panics: the constructor panicked: oops",
+		"bt-nilaction": "project bt-nilaction: controller PageController: action \"show\" is empty or nil",
+	} {
+		if _, err := Build([]string{"bt-good", project}, Env{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Build(%s) = %v; want %q", project, err, want)
+		}
+	}
+	ps, err := Build([]string{"bt-good", "no-go-code"}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Lookup("bt-good", "PageController->show"); err != nil {
+		t.Error(err)
+	}
+	if hooks, err := ps.Servers(" GoodServer "); err != nil || len(hooks) != 1 {
+		t.Errorf("Servers(GoodServer) = %v, %v", hooks, err)
+	}
+	if _, err := ps.Servers("GoodServer,GodServer"); err == nil || !strings.Contains(err.Error(), `no server registered as "GodServer" (registered: GoodServer)`) {
+		t.Errorf("Servers with a typo = %v; want the name and the registered ones", err)
 	}
 }

@@ -3,7 +3,6 @@ package dce
 import (
 	"errors"
 	"log/slog"
-	"net/http"
 
 	"dce/app/codec"
 )
@@ -98,24 +97,6 @@ type Sessions interface {
 	// do not modify it.
 	OnlineConns() []uint64
 }
-
-// Hooks of a custom server, registered with RegisterServer. A server value
-// implements any of them.
-type (
-	// BeforeStarter runs once before the listeners open: create shared state.
-	BeforeStarter interface{ BeforeStart(h Hub) error }
-	// OnOpener runs when a WebSocket opens; an error closes it.
-	OnOpener interface {
-		OnOpen(c Conn, r *http.Request) error
-	}
-	// OnConnecter runs when a TCP connection opens; an error closes it.
-	OnConnecter interface{ OnConnect(c Conn) error }
-	// OnCloser runs when a connection closes, before its session mappings
-	// are dropped, so a logout can still find them.
-	OnCloser interface{ OnClose(c Conn) }
-	// CodecProvider replaces the wire codec.
-	CodecProvider interface{ Codec() Codec }
-)
 
 // Codec turns frames into messages and messages into frames.
 type Codec interface {

@@ -82,8 +82,9 @@ func JSON(w io.Writer, s dce.Status, indent bool) error {
 	return enc.Encode(s)
 }
 
-// Render writes the output of c's node to w.
-func (r *Renderer) Render(w io.Writer, c *dce.Context, indentJSON bool) error {
+// Render writes the output of c's node to w. nonce is the page's CSP nonce
+// (HTTP), given to templates as .Nonce.
+func (r *Renderer) Render(w io.Writer, c *dce.Context, indentJSON bool, nonce string) error {
 	n := c.Node
 	switch {
 	case n.Render == node.RenderJSON:
@@ -92,7 +93,7 @@ func (r *Renderer) Render(w io.Writer, c *dce.Context, indentJSON bool) error {
 		_, err := io.WriteString(w, c.Body())
 		return err
 	}
-	view := View{Data: c.Result().Data, Extra: n.Extra, Path: c.Path, Args: c.Args, Node: n, Nonce: c.Nonce}
+	view := View{Data: c.Result().Data, Extra: n.Extra, Path: c.Path, Args: c.Args, Node: n, Nonce: nonce}
 	if view.Data == nil {
 		view.Data = map[string]any{}
 	}

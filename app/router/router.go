@@ -1,11 +1,15 @@
-// Package router joins the node tree to the registered controllers and runs
-// one request on any transport: the single handler every transport calls.
+// Package router joins the node tree to the projects' controllers and runs
+// one request on any transport: Serve is the single pipeline every
+// transport calls (WebSocket, TCP, UDP, HTTP, the command line), each with
+// a Writer of its own.
 package router
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net/http"
 	"runtime/debug"
 	"strings"
 
@@ -27,25 +31,25 @@ type Errors []string
 
 func (e Errors) Error() string { return "unresolved controllers:\n  " + strings.Join(e, "\n  ") }
 
-// New loads the nodes of projects under root and resolves every controller.
-// All problems are reported at once.
-func New(root string, projects []string) (*Router, error) {
+// New loads the nodes of projects under root and resolves every controller
+// among the built projects ps. All problems are reported at once.
+func New(root string, projects []string, ps *dce.Projects) (*Router, error) {
 	tree, err := node.Load(root, projects)
 	if err != nil {
 		return nil, err
 	}
-	return FromTree(tree, render.New(root))
+	return FromTree(tree, render.New(root), ps)
 }
 
 // FromTree resolves the controllers of an already loaded tree.
-func FromTree(tree *node.Tree, r *render.Renderer) (*Router, error) {
+func FromTree(tree *node.Tree, r *render.Renderer, ps *dce.Projects) (*Router, error) {
 	rt := &Router{Tree: tree, Renderer: r, actions: map[*node.Node]dce.Action{}}
 	var errs Errors
 	for _, n := range tree.Nodes() {
 		if n.Controller == "" {
 			continue
 		}
-		a, err := dce.Lookup(n.Project, n.Controller)
+		a, err := ps.Lookup(n.Project, n.Controller)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: node %s: %v", n.Source, n.Path, err))
 			continue
@@ -56,6 +60,74 @@ func FromTree(tree *node.Tree, r *render.Renderer) (*Router, error) {
 		return nil, errs
 	}
 	return rt, nil
+}
+
+// Request is one request as its transport decoded it.
+type Request struct {
+	Path   string // as requested, without leading or trailing slashes for HTTP
+	Method string // dce.WebSocket, TCP, UDP, CLI or a lower-case HTTP method
+	ID     int64  // socket transports: the request ID, valid when HasID
+	HasID  bool
+	Data   any    // the decoded payload, never nil
+	Raw    string // the payload as received
+	Args   map[string][]string
+	Conn   dce.Conn      // nil for HTTP and the command line
+	Hub    dce.Hub       // nil for the command line
+	HTTP   *http.Request // HTTP only
+	Logger *slog.Logger
+}
+
+// Writer is how a transport answers. Serve calls exactly one of NoNode,
+// Finish, or (through the action's Context.Reply) Reply one or more times.
+type Writer interface {
+	// Reply sends an action's explicit answer (Context.Reply).
+	dce.Replier
+	// NoNode answers a path without a node for the method; exists tells
+	// that the path has one for other methods.
+	NoNode(path string, exists bool)
+	// Finish answers what the action left in c when it did not Reply:
+	// its status data, or its rendered page.
+	Finish(rt *Router, c *dce.Context)
+}
+
+// socket reports a transport whose paths are matched exactly (no
+// omissible segments): the hot path of every message.
+func socket(method string) bool {
+	return method == dce.WebSocket || method == dce.TCP || method == dce.UDP
+}
+
+// Find returns the node serving path for method: exact for socket
+// transports, segment by segment for HTTP and the command line (HEAD falls
+// back to GET).
+func (rt *Router) Find(path, method string) (n *node.Node, exists bool) {
+	if socket(method) {
+		return rt.Tree.Exact(path, method)
+	}
+	n, exists = rt.Tree.Find(path, method)
+	if n == nil && method == "head" {
+		n, exists = rt.Tree.Find(path, "get")
+	}
+	return n, exists
+}
+
+// Serve runs one request through the pipeline: node, action, answer. The
+// error returned is an internal failure for the transport's log; the
+// client has had a 500 with InternalMessage.
+func (rt *Router) Serve(w Writer, r *Request) error {
+	n, exists := rt.Find(r.Path, r.Method)
+	if n == nil {
+		w.NoNode(r.Path, exists)
+		return nil
+	}
+	c := dce.NewContext(w)
+	c.Node, c.Path, c.Method = n, r.Path, r.Method
+	c.ID, c.HasID, c.Data, c.Raw, c.Args = r.ID, r.HasID, r.Data, r.Raw, r.Args
+	c.Conn, c.Hub, c.HTTP, c.Logger = r.Conn, r.Hub, r.HTTP, r.Logger
+	err := rt.Call(c)
+	if !c.Replied() {
+		w.Finish(rt, c)
+	}
+	return err
 }
 
 // InternalMessage is all a client learns of an unexpected error.

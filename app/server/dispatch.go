@@ -3,12 +3,14 @@ package server
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"strings"
 	"time"
 
 	"dce/app/codec"
 	"dce/app/dce"
 	"dce/app/render"
+	"dce/app/router"
 )
 
 // replier sends a reply to whoever sent a message.
@@ -63,45 +65,59 @@ func (s *Server) dispatch(cn dce.Conn, rp replier, transport string, frame []byt
 		rp.reply("", m.ID, m.HasID, greeting)
 		return
 	}
-	rt := s.router.Load()
-	n, exists := rt.Tree.Exact(m.Path, transport)
-	if n == nil {
-		msg := "no node for path " + m.Path
-		if exists {
-			msg += " on " + transport
-		}
-		if m.HasID {
-			rp.reply(m.Path, m.ID, true, failBody(404, msg))
-		}
-		s.log.Debug("no node", "transport", transport, "fd", cn.FD(), "path", m.Path, "exists", exists) // debug: a client must not turn its rate budget into log lines
-		return
-	}
-	c := &dce.Context{
-		Node: n, Path: m.Path, Method: transport,
-		ID: m.ID, HasID: m.HasID,
-		Data: codec.Data(m.Payload), Raw: m.Payload,
-		Conn: cn, Hub: s.hub, Logger: s.log,
-	}
-	c.ReplyFunc = func(path string, data any) error {
-		body, err := codec.Body(data)
-		if err != nil {
-			return err
-		}
-		rp.reply(path, m.ID, m.HasID, body)
-		return nil
-	}
 	if s.access() {
 		s.log.Info("request", "transport", transport, "fd", cn.FD(), "path", m.Path, "id", m.ID, "has_id", m.HasID)
 	}
-	if err := rt.Call(c); err != nil {
+	w := &socketWriter{s: s, rp: rp, fd: cn.FD(), transport: transport, id: m.ID, hasID: m.HasID}
+	req := &router.Request{
+		Path: m.Path, Method: transport, ID: m.ID, HasID: m.HasID,
+		Data: codec.Data(m.Payload), Raw: m.Payload,
+		Conn: cn, Hub: s.hub, Logger: s.log,
+	}
+	if err := s.router.Load().Serve(w, req); err != nil {
 		s.log.Error("request failed", "transport", transport, "fd", cn.FD(), "path", m.Path, "err", err.Error())
 	}
-	if m.HasID && !c.Replied() {
-		body := statusBody(c.Result())
-		rp.reply(m.Path, m.ID, true, body)
-		if s.access() {
-			s.log.Info("response", "transport", transport, "fd", cn.FD(), "path", m.Path, "id", m.ID, "bytes", len(body))
-		}
+}
+
+// socketWriter answers one message of a socket transport: in response
+// mode (hasID) exactly one reply, otherwise only what the action sends.
+type socketWriter struct {
+	s         *Server
+	rp        replier
+	fd        uint64
+	transport string
+	id        int64
+	hasID     bool
+}
+
+func (w *socketWriter) Reply(path string, data any) error {
+	body, err := codec.Body(data)
+	if err != nil {
+		return err
+	}
+	w.rp.reply(path, w.id, w.hasID, body)
+	return nil
+}
+
+func (w *socketWriter) NoNode(path string, exists bool) {
+	msg := "no node for path " + path
+	if exists {
+		msg += " on " + w.transport
+	}
+	if w.hasID {
+		w.rp.reply(path, w.id, true, failBody(404, msg))
+	}
+	w.s.log.Debug("no node", "transport", w.transport, "fd", w.fd, "path", path, "exists", exists) // debug: a client must not turn its rate budget into log lines
+}
+
+func (w *socketWriter) Finish(_ *router.Router, c *dce.Context) {
+	if !w.hasID {
+		return
+	}
+	body := statusBody(c.Result())
+	w.rp.reply(c.Path, w.id, true, body)
+	if w.s.access() {
+		w.s.log.Info("response", "transport", w.transport, "fd", w.fd, "path", c.Path, "id", w.id, "bytes", len(body))
 	}
 }
 
@@ -109,6 +125,25 @@ func (s *Server) logAccess(msg string, cn dce.Conn, args ...any) {
 	if s.access() {
 		s.log.Info(msg, append([]any{"transport", cn.Transport(), "fd", cn.FD()}, args...)...)
 	}
+}
+
+// opened runs the open hooks of a new connection, in websocket.service
+// order: OnOpen for a WebSocket (r is its handshake), OnConnect for TCP (r
+// nil). The first error refuses the connection.
+func (s *Server) opened(c *conn, r *http.Request) error {
+	for _, h := range s.hooks {
+		var err error
+		switch {
+		case r != nil && h.OnOpen != nil:
+			err = h.OnOpen(c, r)
+		case r == nil && h.OnConnect != nil:
+			err = h.OnConnect(c)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // closed runs when a connection's reader ends: the close hook first, while
@@ -123,7 +158,10 @@ func (s *Server) closed(c *conn, why string) {
 	reason := c.reason
 	c.mu.Unlock()
 	s.hub.remove(c)
-	if h, ok := s.hooks.(dce.OnCloser); ok {
+	for _, h := range s.hooks {
+		if h.OnClose == nil {
+			continue
+		}
 		func() {
 			defer func() {
 				if p := recover(); p != nil {

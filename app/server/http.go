@@ -99,70 +99,74 @@ func securityHeaders(h http.Header) {
 
 // serveNode runs the HTTP node matching the path.
 func (s *Server) serveNode(w http.ResponseWriter, r *http.Request) {
-	rt := s.router.Load()
-	method := strings.ToLower(r.Method)
-	n, exists := rt.Tree.Find(r.URL.Path, method)
-	if n == nil && method == "head" {
-		n, exists = rt.Tree.Find(r.URL.Path, "get")
-	}
-	if n == nil {
-		if exists {
-			s.errorPage(w, http.StatusMethodNotAllowed, r.Method+" is not allowed for "+r.URL.Path)
-		} else {
-			s.errorPage(w, http.StatusNotFound, "No page at "+r.URL.Path)
-		}
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		s.errorPage(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}
-	c := &dce.Context{
-		Node: n, Path: strings.Trim(r.URL.Path, "/"), Method: method,
-		Data: requestData(r, body), Raw: string(body), Args: r.URL.Query(),
-		Hub: s.hub, HTTP: r, Writer: w, Logger: s.log, Nonce: nonce(),
-	}
-	c.ReplyFunc = func(_ string, data any) error {
-		b, err := codec.Body(data)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
 	if s.access() {
 		s.log.Info("request", "transport", "http", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 	}
-	if err := rt.Call(c); err != nil {
+	req := &router.Request{
+		Path: strings.Trim(r.URL.Path, "/"), Method: strings.ToLower(r.Method),
+		Data: requestData(r, body), Raw: string(body), Args: r.URL.Query(),
+		Hub: s.hub, HTTP: r, Logger: s.log,
+	}
+	if err := s.router.Load().Serve(&httpWriter{s: s, w: w, r: r}, req); err != nil {
 		s.log.Error("request failed", "transport", "http", "path", r.URL.Path, "err", err.Error())
 	}
-	if c.Replied() {
-		return
+}
+
+// httpWriter answers one HTTP request: a status code, a page or JSON.
+type httpWriter struct {
+	s *Server
+	w http.ResponseWriter
+	r *http.Request
+}
+
+func (h *httpWriter) Reply(_ string, data any) error {
+	b, err := codec.Body(data)
+	if err != nil {
+		return err
 	}
+	_, err = h.w.Write(b)
+	return err
+}
+
+func (h *httpWriter) NoNode(_ string, exists bool) {
+	if exists {
+		h.s.errorPage(h.w, http.StatusMethodNotAllowed, h.r.Method+" is not allowed for "+h.r.URL.Path)
+	} else {
+		h.s.errorPage(h.w, http.StatusNotFound, "No page at "+h.r.URL.Path)
+	}
+}
+
+func (h *httpWriter) Finish(rt *router.Router, c *dce.Context) {
+	n, w := c.Node, h.w
 	st := c.Result()
 	code := http.StatusOK
 	if st.Status != nil && !*st.Status && st.Code >= 400 && st.Code <= 599 {
 		code = st.Code
 		if n.IsTemplate() {
-			s.errorPage(w, code, st.Message)
+			h.s.errorPage(w, code, st.Message)
 			return
 		}
 	}
+	nonce := nonce()
 	var buf bytes.Buffer
-	if err := rt.Renderer.Render(&buf, c, false); err != nil {
-		s.log.Error("render failed", "path", r.URL.Path, "render", n.Render, "err", err.Error())
-		s.errorPage(w, http.StatusInternalServerError, router.InternalMessage)
+	if err := rt.Renderer.Render(&buf, c, false, nonce); err != nil {
+		h.s.log.Error("render failed", "path", h.r.URL.Path, "render", n.Render, "err", err.Error())
+		h.s.errorPage(w, http.StatusInternalServerError, router.InternalMessage)
 		return
 	}
-	h := w.Header()
-	securityHeaders(h)
-	h.Set("Content-Type", render.ContentType(n))
+	hd := w.Header()
+	securityHeaders(hd)
+	hd.Set("Content-Type", render.ContentType(n))
 	if strings.HasPrefix(render.ContentType(n), "text/html") {
-		h.Set("Content-Security-Policy", csp(c.Nonce))
+		hd.Set("Content-Security-Policy", csp(nonce))
 	}
 	w.WriteHeader(code)
-	if r.Method != http.MethodHead {
+	if h.r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
 	}
 }

@@ -4,7 +4,7 @@
 // node tree and controllers; the optional server-to-server API; and the
 // control socket behind `websocket stop|reload|status`.
 //
-//	s, err := server.New(server.Options{Root: root, Config: cfg, Router: rt, Logger: log})
+//	s, err := server.New(server.Options{Root: root, Projects: names, Config: cfg, Logger: log})
 //	if err := s.Start(); err != nil { ... }
 //	defer s.Shutdown(context.Background())
 package server
@@ -33,12 +33,12 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Root     string         // application root: www/ is served from below it
+	Root     string         // application root: www/ and project/ are below it
+	Projects []string       // the project folders to serve
 	Config   *config.Config // validated configuration
-	Router   *router.Router // nodes and controllers
 	Logger   *slog.Logger   // nil discards
 	Sessions dce.Sessions   // nil keeps sessions in memory
-	Reload   func() (*config.Config, *router.Router, error)
+	Reload   func() (*config.Config, error)
 	Reloaded func(*config.Config) // after a reload: apply what the server does not own (log level, format)
 }
 
@@ -48,12 +48,14 @@ type Server struct {
 	log      *slog.Logger
 	cfg      atomic.Pointer[config.Config]
 	router   atomic.Pointer[router.Router]
+	projects []string
+	built    *dce.Projects // the projects, constructed once for this server
 	hub      *Hub
-	hooks    any
+	hooks    []*dce.Server // the server types websocket.service selects, in its order
 	codec    dce.Codec
 	text     bool
 	upgrader websocket.Upgrader
-	reloadFn func() (*config.Config, *router.Router, error)
+	reloadFn func() (*config.Config, error)
 	reloaded func(*config.Config)
 
 	files        uint64 // the open-file limit
@@ -76,11 +78,12 @@ type Server struct {
 	once     sync.Once
 }
 
-// New prepares a server: it constructs the configured custom server, but
-// opens nothing.
+// New prepares a server: it builds the projects (their constructors get
+// this server's hub), resolves the nodes' controllers and selects the
+// server types of websocket.service, but opens nothing.
 func New(o Options) (*Server, error) {
-	if o.Config == nil || o.Router == nil {
-		return nil, errors.New("server.New: Config and Router are required")
+	if o.Config == nil {
+		return nil, errors.New("server.New: Config is required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -90,6 +93,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		root:     o.Root,
+		projects: o.Projects,
 		log:      o.Logger,
 		reloaded: o.Reloaded,
 		reloadFn: o.Reload,
@@ -98,19 +102,27 @@ func New(o Options) (*Server, error) {
 		done:     make(chan struct{}),
 	}
 	s.cfg.Store(o.Config)
-	s.router.Store(o.Router)
 	s.files = fileLimit()
 	lim, warn := s.inForce(o.Config.Websocket)
 	s.limitWarning = warn
 	s.hub = newHub(lim, o.Sessions, o.Logger)
-	if name := o.Config.Websocket.Service; name != "" {
-		h, err := dce.NewServer(name)
-		if err != nil {
-			return nil, fmt.Errorf("websocket.service: %w", err)
-		}
-		s.hooks = h
-		if cp, ok := h.(dce.CodecProvider); ok {
-			s.codec = cp.Codec()
+	built, err := dce.Build(o.Projects, dce.Env{Root: o.Root, Config: o.Config, Hub: s.hub, Sessions: s.hub.sessions, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.built = built
+	rt, err := router.New(o.Root, o.Projects, built)
+	if err != nil {
+		return nil, err
+	}
+	s.router.Store(rt)
+	if s.hooks, err = built.Servers(o.Config.Websocket.Service); err != nil {
+		return nil, fmt.Errorf("websocket.service: %w", err)
+	}
+	for _, h := range s.hooks {
+		if h.Codec != nil {
+			s.codec = h.Codec
+			break
 		}
 	}
 	_, s.text = s.codec.(dce.TextCodec)
@@ -146,7 +158,10 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 // background. When a listener fails, those already open are closed.
 func (s *Server) Start() (err error) {
 	cfg := s.cfg.Load().Websocket
-	if h, ok := s.hooks.(dce.BeforeStarter); ok {
+	for _, h := range s.hooks {
+		if h.BeforeStart == nil {
+			continue
+		}
 		if err := h.BeforeStart(s.hub); err != nil {
 			return fmt.Errorf("before start: %w", err)
 		}
@@ -323,13 +338,18 @@ func (s *Server) Reload() (string, error) {
 	if s.reloadFn == nil {
 		return "", errors.New("this server cannot reload")
 	}
-	cfg, rt, err := s.reloadFn()
+	cfg, err := s.reloadFn()
+	if err != nil {
+		return "", err
+	}
+	rt, err := router.New(s.root, s.projects, s.built)
 	if err != nil {
 		return "", err
 	}
 	old := s.cfg.Load()
 	s.router.Store(rt)
 	s.cfg.Store(cfg)
+	s.built.Reload(cfg)
 	lim, warn := s.inForce(cfg.Websocket)
 	s.hub.lim.Store(&lim)
 	if warn != "" {

@@ -125,10 +125,6 @@ func (binaryCodec) Decode(frame []byte, binary bool) (codec.Message, error) {
 	return codec.Message{Path: path, Payload: payload, ID: 1, HasID: true}, nil
 }
 
-type codecServer struct{}
-
-func (codecServer) Codec() dce.Codec { return binaryCodec{} }
-
 func init() {
 	dce.Register("srvtest", "T", map[string]dce.Action{
 		"echo": func(c *dce.Context) error {
@@ -175,8 +171,15 @@ func init() {
 			return nil
 		},
 	})
-	dce.RegisterServer("SrvtestServer", func() any { return recorded })
-	dce.RegisterServer("SrvtestCodecServer", func() any { return codecServer{} })
+	dce.RegisterProject("srvbroken", "", dce.NoConfig{}, func(dce.Env, dce.NoConfig) (*dce.Project[dce.NoConfig], error) {
+		return nil, errors.New("no such table: members")
+	})
+	dce.RegisterProject("srvtest", "", dce.NoConfig{}, func(dce.Env, dce.NoConfig) (*dce.Project[dce.NoConfig], error) {
+		return &dce.Project[dce.NoConfig]{Servers: map[string]*dce.Server{
+			"SrvtestServer":      {BeforeStart: recorded.BeforeStart, OnOpen: recorded.OnOpen, OnClose: recorded.OnClose},
+			"SrvtestCodecServer": {Codec: binaryCodec{}},
+		}}, nil
+	})
 }
 
 func root(t testing.TB) string {
@@ -600,6 +603,41 @@ func TestCustomCodec(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Expect(`srvtest/echo:1;{"data":{"echo":{"bin":true},"transport":"websocket"}}`)
+}
+
+// TestSeveralServerTypes: websocket.service may name several server types
+// (of one project or of several); each one's hooks run, and the codec is
+// the first one given.
+func TestSeveralServerTypes(t *testing.T) {
+	recorded.mu.Lock()
+	recorded.opened, recorded.closed, recorded.started = nil, nil, false
+	recorded.mu.Unlock()
+	s := start(t, func(c *config.Config) { c.Websocket.Service = "SrvtestServer, SrvtestCodecServer" })
+	c := servertest.DialWS(t, s.HTTPAddrs()[0])
+	if err := c.Conn.WriteMessage(websocket.BinaryMessage, []byte("srvtest/echo\x00{\"bin\":true}")); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(`srvtest/echo:1;{"data":{"echo":{"bin":true},"transport":"websocket"}}`)
+	recorded.mu.Lock()
+	defer recorded.mu.Unlock()
+	if !recorded.started || len(recorded.opened) != 1 {
+		t.Errorf("SrvtestServer's hooks: before start %v, opened %v", recorded.started, recorded.opened)
+	}
+}
+
+// TestBrokenProjectStopsStart: a project whose constructor fails stops
+// server.New with the project's name, before anything listens.
+func TestBrokenProjectStopsStart(t *testing.T) {
+	r := root(t)
+	projects := []string{"srvtest", "srvbroken"}
+	cfg, err := config.Load(config.Source{Root: r, Projects: projects, Env: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.New(server.Options{Root: r, Projects: projects, Config: cfg})
+	if err == nil || !strings.Contains(err.Error(), "project srvbroken: no such table: members") {
+		t.Fatalf("server.New = %v; want the project's name and its error", err)
+	}
 }
 
 func TestRateLimit(t *testing.T) {

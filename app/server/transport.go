@@ -123,11 +123,9 @@ func (s *Server) readWebSocket(c *conn, ws *websocket.Conn, r *http.Request) {
 	if s.access() {
 		s.log.Info("connect", "transport", c.transport, "fd", c.fd, "remote", c.remote)
 	}
-	if h, ok := s.hooks.(dce.OnOpener); ok {
-		if err := h.OnOpen(c, r); err != nil {
-			why = "refused on open: " + err.Error()
-			c.closeAfterQueue(websocket.ClosePolicyViolation, err.Error())
-		}
+	if err := s.opened(c, r); err != nil {
+		why = "refused on open: " + err.Error()
+		c.closeAfterQueue(websocket.ClosePolicyViolation, err.Error())
 	}
 	ws.SetPongHandler(func(string) error { c.touch(); return nil })
 	ping := ws.PingHandler()
@@ -251,11 +249,9 @@ func (s *Server) readTCP(c *conn) {
 	if s.access() {
 		s.log.Info("connect", "transport", c.transport, "fd", c.fd, "remote", c.remote)
 	}
-	if h, ok := s.hooks.(dce.OnConnecter); ok {
-		if err := h.OnConnect(c); err != nil {
-			why = "refused on connect: " + err.Error()
-			c.closeAfterQueue(0, err.Error())
-		}
+	if err := s.opened(c, nil); err != nil {
+		why = "refused on connect: " + err.Error()
+		c.closeAfterQueue(0, err.Error())
 	}
 	br := bufio.NewReaderSize(c.nc, 1024)
 	var line []byte

@@ -25,7 +25,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"dce/app/config"
-	"dce/app/router"
 	"dce/app/server"
 )
 
@@ -48,10 +47,10 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 	// load reads the files as a real start and reload do, then moves every
 	// listener to loopback (a free port each) and applies mutate.
 	apiPort := 0
-	load := func() (*config.Config, *router.Router, error) {
+	load := func() (*config.Config, error) {
 		cfg, err := config.Load(config.Source{Root: root, Projects: projects, Env: lookup})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		w := &cfg.Websocket
 		w.Host, w.Port = "127.0.0.1", 0
@@ -70,10 +69,9 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 		if mutate != nil {
 			mutate(cfg)
 		}
-		rt, err := router.New(root, projects)
-		return cfg, rt, err
+		return cfg, nil
 	}
-	cfg, rt, err := load()
+	cfg, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +79,7 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 	if os.Getenv("DCE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := server.New(server.Options{Root: root, Config: cfg, Router: rt, Logger: log, Reload: load})
+	s, err := server.New(server.Options{Root: root, Projects: projects, Config: cfg, Logger: log, Reload: load})
 	if err != nil {
 		t.Fatal(err)
 	}

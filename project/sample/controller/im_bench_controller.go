@@ -3,29 +3,37 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"time"
 
-	"dce/app/config"
 	"dce/app/dce"
-	"dce/app/server"
 	"dce/project/sample/bench"
 )
 
-func init() {
-	dce.Register("sample", "ImBenchController", map[string]dce.Action{"run": runBench})
+// ImBenchController runs the load tool against this folder's server.
+type ImBenchController struct {
+	env dce.Env
+}
+
+// NewImBenchController measures the server that env's configuration and
+// control socket describe.
+func NewImBenchController(env dce.Env) *ImBenchController { return &ImBenchController{env: env} }
+
+// Actions are the controller's actions, by the names nodes.yaml uses.
+func (ctl *ImBenchController) Actions() map[string]dce.Action {
+	return map[string]dce.Action{"run": ctl.run}
 }
 
 // runBench: ./dce websocket bench [-clients 1000] [-senders 10] [-rate 20]
 // [-duration 20s] [-window 16] [-ramp 200] [-mode chat|rr|join|soak|flood] [-churn N]
 // [-presence delta|list] [-history 100] [-probes 20] [-url ws://...] [-json]
 // [-cpuprofile FILE]
-func runBench(c *dce.Context) error {
-	cfg := config.Current()
+func (ctl *ImBenchController) run(c *dce.Context) error {
+	cfg := ctl.env.Config
 	o := bench.Options{
 		URL:      "ws://127.0.0.1:" + strconv.Itoa(cfg.Websocket.Port) + "/",
 		Clients:  1000,
@@ -36,7 +44,10 @@ func runBench(c *dce.Context) error {
 		MaxRate:  cfg.Websocket.RateLimit,
 		Status: func() (bench.ServerStatus, error) {
 			var st bench.ServerStatus
-			out, err := server.Control(filepath.Join(cfg.Root, "runtime"), "status")
+			if ctl.env.Control == nil {
+				return st, errors.New("no control socket: the load tool runs as a command")
+			}
+			out, err := ctl.env.Control("status")
 			if err == nil {
 				err = json.Unmarshal([]byte(out), &st)
 			}

@@ -9,18 +9,29 @@ import (
 	"dce/project/sample/service"
 )
 
-func init() {
-	dce.Register("sample", "ImServiceController", map[string]dce.Action{
-		"login":   login,
-		"send":    send,
-		"logout":  logout,
-		"history": history,
-	})
+// ImServiceController answers the chat's nodes for the chat of one server.
+type ImServiceController struct {
+	server *service.ImWebsocketServer
 }
 
-// im finds the chat of the running server.
-func im(c *dce.Context) (*service.ImWebsocketService, error) {
-	s := service.Of(c.Hub)
+// NewImServiceController serves the chat that server holds once started.
+func NewImServiceController(server *service.ImWebsocketServer) *ImServiceController {
+	return &ImServiceController{server: server}
+}
+
+// Actions are the controller's actions, by the names nodes.yaml uses.
+func (ctl *ImServiceController) Actions() map[string]dce.Action {
+	return map[string]dce.Action{
+		"login":   ctl.login,
+		"send":    ctl.send,
+		"logout":  ctl.logout,
+		"history": ctl.history,
+	}
+}
+
+// im finds the chat: it exists once ImWebsocketServer has started.
+func (ctl *ImServiceController) im(c *dce.Context) (*service.ImWebsocketService, error) {
+	s := ctl.server.Chat()
 	if s == nil || c.Conn == nil {
 		return nil, dce.Fail(503, "the chat runs only in ImWebsocketServer (websocket.service)")
 	}
@@ -28,7 +39,7 @@ func im(c *dce.Context) (*service.ImWebsocketService, error) {
 }
 
 // login: sample/im/login;{"nickname":"Drunk","brief":"Never drink but always Drunk ~"}
-func login(c *dce.Context) error {
+func (ctl *ImServiceController) login(c *dce.Context) error {
 	var in struct {
 		Nickname string `json:"nickname"`
 		Brief    string `json:"brief"`
@@ -41,7 +52,7 @@ func login(c *dce.Context) error {
 	if in.Presence != "" && in.Presence != "delta" && in.Presence != "list" {
 		return dce.Fail(400, "presence: want \"delta\" or \"list\", got %q", in.Presence)
 	}
-	s, err := im(c)
+	s, err := ctl.im(c)
 	if err != nil {
 		return err
 	}
@@ -56,14 +67,14 @@ func login(c *dce.Context) error {
 }
 
 // send: sample/im/send;{"message":"hi"}
-func send(c *dce.Context) error {
+func (ctl *ImServiceController) send(c *dce.Context) error {
 	var in struct {
 		Message string `json:"message"`
 	}
 	if err := c.Bind(&in); err != nil {
 		return err
 	}
-	s, err := im(c)
+	s, err := ctl.im(c)
 	if err != nil {
 		return err
 	}
@@ -76,8 +87,8 @@ func send(c *dce.Context) error {
 }
 
 // logout: sample/im/logout;undefined
-func logout(c *dce.Context) error {
-	s, err := im(c)
+func (ctl *ImServiceController) logout(c *dce.Context) error {
+	s, err := ctl.im(c)
 	if err != nil {
 		return err
 	}
@@ -89,7 +100,7 @@ func logout(c *dce.Context) error {
 // {"data":{"messages":[...],"more":true}}: up to limit (default 100, at
 // most service.HistoryPage) messages older than before_id, ascending, and
 // whether older ones are stored.
-func history(c *dce.Context) error {
+func (ctl *ImServiceController) history(c *dce.Context) error {
 	var in struct {
 		BeforeID int64 `json:"before_id"`
 		Limit    int   `json:"limit"`
@@ -105,7 +116,7 @@ func history(c *dce.Context) error {
 	case in.Limit == 0:
 		in.Limit = 100
 	}
-	s, err := im(c)
+	s, err := ctl.im(c)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,12 @@ import (
 	"dce/project/sample/service"
 )
 
-func init() {
-	dce.Register("sample", "ImUiController", map[string]dce.Action{"ui": ui})
+// ImUiController renders the chat page.
+type ImUiController struct{}
+
+// Actions are the controller's actions, by the names nodes.yaml uses.
+func (ImUiController) Actions() map[string]dce.Action {
+	return map[string]dce.Action{"ui": ui}
 }
 
 // ui renders template/im/ui.html: the chat page. It passes the field limits

@@ -14,18 +14,18 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"dce/app/config"
 	"dce/app/dce"
 )
 
 // Settings are the sample's limits, from project/sample/config/config.yaml
 // (key im) or DCE_IM_MEMBERS_MAX / DCE_IM_HISTORY_MAX.
-var Settings = struct {
+type Settings struct {
 	MembersMax int `mapstructure:"members_max"`
 	HistoryMax int `mapstructure:"history_max"`
-}{MembersMax: 100000, HistoryMax: 1024}
+}
 
-func init() { config.Register("sample", "im", &Settings) }
+// DefaultSettings are the limits when nothing sets them.
+func DefaultSettings() Settings { return Settings{MembersMax: 100000, HistoryMax: 1024} }
 
 // Field limits, in characters.
 const (
@@ -116,14 +116,9 @@ type ImWebsocketService struct {
 	historyMax int
 }
 
-var (
-	servicesMu sync.Mutex
-	services   = map[dce.Hub]*ImWebsocketService{}
-)
-
 // New creates the stores of one server (the original's shared-memory
 // tables) with the configured limits.
-func New(hub dce.Hub) *ImWebsocketService {
+func New(hub dce.Hub, settings Settings) *ImWebsocketService {
 	s := &ImWebsocketService{
 		hub:        hub,
 		sessions:   hub.Sessions(),
@@ -134,21 +129,27 @@ func New(hub dce.Hub) *ImWebsocketService {
 		sentVer:    map[uint64]uint64{},
 		changes:    map[int64]bool{},
 		snap:       []byte("[]"),
-		membersMax: Settings.MembersMax,
-		historyMax: max(1, Settings.HistoryMax),
+		membersMax: settings.MembersMax,
+		historyMax: max(1, settings.HistoryMax),
 	}
-	servicesMu.Lock()
-	services[hub] = s
-	servicesMu.Unlock()
 	return s
 }
 
-// Of returns the chat of the server behind hub, or nil when the server was
-// not started as ImWebsocketServer.
-func Of(hub dce.Hub) *ImWebsocketService {
-	servicesMu.Lock()
-	defer servicesMu.Unlock()
-	return services[hub]
+// SetLimits applies new limits (a reload): a smaller history keeps its
+// newest messages; a smaller member limit refuses new nicknames only.
+func (s *ImWebsocketService) SetLimits(settings Settings) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.membersMax = settings.MembersMax
+	n := max(1, settings.HistoryMax)
+	if n == s.historyMax {
+		return
+	}
+	h := slices.Concat(s.history[s.head:], s.history[:s.head]) // oldest first
+	if len(h) > n {
+		h = h[len(h)-n:]
+	}
+	s.history, s.head, s.historyMax = h, 0, n
 }
 
 // Login logs conn in as nickname, registering the nickname on first use (a
