@@ -2,8 +2,11 @@ package dce
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"dce/app/config"
 )
 
 func TestRegistry(t *testing.T) {
@@ -154,5 +157,31 @@ func TestBuildNamesTheCulprit(t *testing.T) {
 	}
 	if _, err := ps.Servers("GoodServer,GodServer"); err == nil || !strings.Contains(err.Error(), `no server registered as "GodServer" (registered: GoodServer)`) {
 		t.Errorf("Servers with a typo = %v; want the name and the registered ones", err)
+	}
+}
+
+type btSettings struct {
+	N int `mapstructure:"n"`
+}
+
+// TestProjectConfigAndReload: the constructor gets its section as loaded
+// (defaults when the configuration lacks it), and a reload hands the
+// project the new one.
+func TestProjectConfigAndReload(t *testing.T) {
+	var built, reloaded []int
+	RegisterProject("bt-config", "btconfig", btSettings{N: 1}, func(_ Env, s btSettings) (*Project[btSettings], error) {
+		built = append(built, s.N)
+		return &Project[btSettings]{Reload: func(s btSettings) { reloaded = append(reloaded, s.N) }}, nil
+	})
+	if _, err := Build([]string{"bt-config"}, Env{}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := Build([]string{"bt-config"}, Env{Config: &config.Config{Sections: map[string]any{"btconfig": btSettings{N: 2}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.Reload(&config.Config{Sections: map[string]any{"btconfig": btSettings{N: 3}}})
+	if fmt.Sprint(built, reloaded) != "[1 2] [3]" {
+		t.Errorf("built with %v, reloaded with %v; want [1 2] (defaults, then the loaded section) and [3]", built, reloaded)
 	}
 }
