@@ -126,11 +126,31 @@ func Body(data any) ([]byte, error) {
 // Append appends PATH[:ID];BODY to dst. The greeting reply to an empty path
 // is ";BODY". (A push without a path is BODY alone: callers append the body.)
 func Append(dst []byte, path string, id int64, hasID bool, body []byte) []byte {
+	return append(AppendHead(dst, path, id, hasID), body...)
+}
+
+// AppendHead appends PATH[:ID]; — what precedes the body — to dst.
+func AppendHead(dst []byte, path string, id int64, hasID bool) []byte {
 	dst = append(dst, path...)
 	if hasID {
 		dst = append(dst, ':')
 		dst = strconv.AppendInt(dst, id, 10)
 	}
-	dst = append(dst, ';')
-	return append(dst, body...)
+	return append(dst, ';')
+}
+
+// HeadLen is the length of what AppendHead appends.
+func HeadLen(path string, id int64, hasID bool) int {
+	n := len(path) + 1
+	if hasID {
+		n++
+		if id < 0 {
+			n++
+			id = -id
+		}
+		for n++; id >= 10; id /= 10 {
+			n++
+		}
+	}
+	return n
 }

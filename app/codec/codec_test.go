@@ -143,3 +143,15 @@ func BenchmarkAppend(b *testing.B) {
 		buf = Append(buf[:0], "setMessageList", 0, false, body)
 	}
 }
+
+func TestHeadLen(t *testing.T) {
+	for _, c := range []struct {
+		path  string
+		id    int64
+		hasID bool
+	}{{"a/b", 0, false}, {"", 0, false}, {"p", 0, true}, {"p", 9, true}, {"p", 10, true}, {"p", 123456789, true}, {"p", -42, true}, {"p", 1<<63 - 1, true}} {
+		if got, want := HeadLen(c.path, c.id, c.hasID), len(AppendHead(nil, c.path, c.id, c.hasID)); got != want {
+			t.Errorf("HeadLen(%q, %d, %v) = %d; AppendHead wrote %d", c.path, c.id, c.hasID, got, want)
+		}
+	}
+}

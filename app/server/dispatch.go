@@ -149,14 +149,7 @@ func (s *Server) opened(c *conn, r *http.Request) error {
 // closed runs when a connection's reader ends: the close hook first, while
 // the session mappings still exist, then the mappings go.
 func (s *Server) closed(c *conn, why string) {
-	c.mu.Lock()
-	c.closing = true
-	c.queue = nil
-	if c.reason == "" {
-		c.reason = why
-	}
-	reason := c.reason
-	c.mu.Unlock()
+	reason := c.out.Shut(why)
 	s.hub.remove(c)
 	for _, h := range s.hooks {
 		if h.OnClose == nil {

@@ -9,7 +9,5 @@ func (h *Hub) WriterState(fd uint64) (writing, deferred bool) {
 	if c == nil {
 		return false, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.writing, c.deferred
+	return c.out.State()
 }

@@ -118,7 +118,7 @@ func (h *Hub) Send(fds []uint64, m *dce.Message) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, fd := range fds {
-		if c, ok := h.conns[fd]; ok && c.enqueue(outgoing{m: m}) {
+		if c, ok := h.conns[fd]; ok && c.out.Send(m) {
 			n++
 		}
 	}
@@ -131,7 +131,7 @@ func (h *Hub) SendAll(m *dce.Message) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, c := range h.conns {
-		if c.enqueue(outgoing{m: m}) {
+		if c.out.Send(m) {
 			n++
 		}
 	}
@@ -201,10 +201,10 @@ func (h *Hub) keepalive(stop <-chan struct{}) {
 			deadline := now.Add(-lim.PongTimeout).Unix()
 			for _, c := range h.slice(parts, n%parts) {
 				if c.lastSeen.Load() < deadline {
-					c.drop("keepalive: no pong within " + lim.PongTimeout.String())
+					c.out.Drop("keepalive: no pong within " + lim.PongTimeout.String())
 					continue
 				}
-				c.ping()
+				c.out.Ping()
 			}
 		}
 	}

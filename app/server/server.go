@@ -311,7 +311,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.closeSockets()
 		for _, c := range s.hub.snapshot() {
-			c.closeAfterQueue(websocket.CloseGoingAway, "server shutting down")
+			c.out.Close(websocket.CloseGoingAway, "server shutting down")
 		}
 		httpDone.Wait()
 		waited := make(chan struct{})
@@ -321,7 +321,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 			for _, c := range s.hub.snapshot() {
-				c.drop("shutdown timeout")
+				c.out.Drop("shutdown timeout")
 			}
 			<-waited
 		}

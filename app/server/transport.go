@@ -87,9 +87,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// The connection joins the hub before the 101 response goes out, so a
 	// client that has connected is in every later broadcast; its writer is
 	// held (writing) until the response is written.
-	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, ip: ip, codec: s.codec, text: s.text, writing: true}
+	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, ip: ip}
+	c.out.Init((*outboxHost)(s.hub), s.encoding(dce.WebSocket), nil, true) // held until the 101 is written
 	hj := &hijacker{ResponseWriter: w, onHijack: func(lc *lockedConn) {
-		c.nc, c.lock = lc.Conn, &lc.mu
+		c.nc = lc.Conn
+		c.out.Attach(lc.Conn, &lc.mu)
 		s.hub.add(c)
 	}}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
@@ -102,13 +104,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.hub.sessions.Close(c.fd)
 		return
 	}
-	c.mu.Lock()
-	c.writing = false
-	if len(c.queue) > 0 {
-		c.writing = true
-		c.startWriter()
-	}
-	c.mu.Unlock()
+	c.out.Release()
 	if !s.goTracked(func() { s.readWebSocket(c, ws, r) }) {
 		s.closed(c, "server shutting down")
 	}
@@ -125,7 +121,7 @@ func (s *Server) readWebSocket(c *conn, ws *websocket.Conn, r *http.Request) {
 	}
 	if err := s.opened(c, r); err != nil {
 		why = "refused on open: " + err.Error()
-		c.closeAfterQueue(websocket.ClosePolicyViolation, err.Error())
+		c.out.Close(websocket.ClosePolicyViolation, err.Error())
 	}
 	ws.SetPongHandler(func(string) error { c.touch(); return nil })
 	ping := ws.PingHandler()
@@ -144,18 +140,18 @@ func (s *Server) readWebSocket(c *conn, ws *websocket.Conn, r *http.Request) {
 			return
 		}
 		c.touch()
-		if c.isClosing() {
+		if c.out.Closing() {
 			s.putRead(bp, buf)
 			continue // wait for the peer's close frame
 		}
 		if mt == websocket.TextMessage && !utf8.Valid(buf) {
-			c.closeAfterQueue(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in a text frame")
+			c.out.Close(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in a text frame")
 			s.putRead(bp, buf)
 			continue
 		}
 		offStack(func() {
 			s.dispatch(c, c, dce.WebSocket, buf, mt == websocket.BinaryMessage, &c.limit, func() {
-				c.closeAfterQueue(websocket.ClosePolicyViolation, "rate limit exceeded")
+				c.out.Close(websocket.ClosePolicyViolation, "rate limit exceeded")
 			})
 		})
 		s.putRead(bp, buf)
@@ -212,11 +208,6 @@ func readError(err error) string {
 	return err.Error()
 }
 
-func (c *conn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
 
 // acceptTCP accepts raw TCP connections until the listener closes; it
 // waits out a shortage of files (patientListener).
@@ -234,7 +225,8 @@ func (s *Server) acceptTCP(ln net.Listener) {
 			_ = nc.Close()
 			continue
 		}
-		c := &conn{transport: dce.TCP, remote: remote, ip: ip, nc: nc, codec: s.codec, text: s.text}
+		c := &conn{transport: dce.TCP, remote: remote, ip: ip, nc: nc}
+		c.out.Init((*outboxHost)(s.hub), s.encoding(dce.TCP), nc, false)
 		s.hub.add(c)
 		if !s.goTracked(func() { s.readTCP(c) }) {
 			s.closed(c, "server shutting down")
@@ -251,7 +243,7 @@ func (s *Server) readTCP(c *conn) {
 	}
 	if err := s.opened(c, nil); err != nil {
 		why = "refused on connect: " + err.Error()
-		c.closeAfterQueue(0, err.Error())
+		c.out.Close(0, err.Error())
 	}
 	br := bufio.NewReaderSize(c.nc, 1024)
 	var line []byte
@@ -275,7 +267,7 @@ func (s *Server) readTCP(c *conn) {
 		}
 		c.touch()
 		switch {
-		case c.isClosing():
+		case c.out.Closing():
 		case tooLong:
 			c.reply("", 0, false, failBody(413, "line longer than "+strconv.Itoa(max)+" bytes: dropped"))
 		default:
@@ -284,7 +276,7 @@ func (s *Server) readTCP(c *conn) {
 				if !utf8.Valid(msg) {
 					c.reply("", 0, false, failBody(400, "invalid UTF-8"))
 				} else {
-					s.dispatch(c, c, dce.TCP, msg, false, &c.limit, func() { c.closeAfterQueue(0, "rate limit exceeded") })
+					s.dispatch(c, c, dce.TCP, msg, false, &c.limit, func() { c.out.Close(0, "rate limit exceeded") })
 				}
 			}
 		}
