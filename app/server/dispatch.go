@@ -18,10 +18,6 @@ type replier interface {
 	reply(path string, id int64, hasID bool, body []byte)
 }
 
-func (p *udpPeer) reply(path string, id int64, hasID bool, body []byte) {
-	p.write(p.s.codec.Append(nil, path, id, hasID, body))
-}
-
 // Greeting answers an empty path, proving the round trip.
 var greeting = statusBody(dce.Status{Data: map[string]any{"info": dce.Product + " " + dce.Version + ": send PATH[:ID];JSON"}})
 

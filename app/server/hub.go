@@ -18,10 +18,21 @@ import (
 
 // Hub is the set of live connections. It implements dce.Hub.
 //
-// Lock order: Hub.mu before conn.mu. Broadcasts hold Hub.mu for reading only,
-// so they run side by side; each enqueue takes one connection's lock briefly.
+// Lock order, outermost first — a lock is only ever taken while holding
+// those above it:
+//
+//  1. a project's own lock (the chat's ImWebsocketService.mu, held while
+//     it queues pushes so they keep their order)
+//  2. session.Memory.mu (it calls nothing while held)
+//  3. Hub.mu (read by broadcasts, which run side by side)
+//  4. outbox.Outbox.mu (one connection's queue, taken briefly per enqueue)
+//  5. lockedConn.mu (a WebSocket's write lock, taken by a writer that holds
+//     nothing else, and by gorilla's control-frame writes)
+//
+// addresses.mu, Server.mu and the limiter's state are leaves: nothing is
+// taken while holding them.
 type Hub struct {
-	mu       sync.RWMutex
+	mu       sync.RWMutex // lock order 3 (see above): guards conns
 	conns    map[uint64]*conn
 	nextFD   atomic.Uint64
 	sessions dce.Sessions

@@ -144,7 +144,7 @@ func (r refusal) status() (int, string) {
 // addresses counts the connections of each source address and the rate at
 // which it opens new ones.
 type addresses struct {
-	mu sync.Mutex
+	mu sync.Mutex // a leaf: nothing is taken while it is held
 	m  map[netip.Addr]*address
 }
 

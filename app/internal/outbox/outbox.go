@@ -44,9 +44,9 @@ type Outbox struct {
 	nc   net.Conn
 	lock *sync.Mutex // shared with another writer of nc (gorilla's control frames); nil for none
 
-	// Lock order: mu, then lock. mu is never held while writing to nc:
-	// the writer takes a batch under mu, releases it, then writes under
-	// lock.
+	// Lock order: mu, then lock (server.Hub lists the whole order). mu is
+	// never held while writing to nc: the writer takes a batch under mu,
+	// releases it, then writes under lock.
 	mu        sync.Mutex // guards the fields below
 	queue     []frame
 	lastWrite int64       // nanotime of the last batch written

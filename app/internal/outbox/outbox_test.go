@@ -228,11 +228,11 @@ func TestWriteFailureReasons(t *testing.T) {
 		return &net.OpError{Op: "writev", Net: "tcp", Err: os.NewSyscallError("writev", err)}
 	}
 	for err, want := range map[error]string{
-		wrap(syscall.EPIPE):      "peer gone: ",
-		wrap(syscall.ECONNRESET): "peer gone: ",
-		&net.OpError{Op: "write", Err: net.ErrClosed}:            "peer gone: ",
+		wrap(syscall.EPIPE):                                     "peer gone: ",
+		wrap(syscall.ECONNRESET):                                "peer gone: ",
+		&net.OpError{Op: "write", Err: net.ErrClosed}:           "peer gone: ",
 		&net.OpError{Op: "writev", Err: os.ErrDeadlineExceeded}: "write failed: ",
-		wrap(syscall.ENOBUFS): "write failed: ",
+		wrap(syscall.ENOBUFS):                                   "write failed: ",
 	} {
 		if reason := writeFailure(err); !strings.HasPrefix(reason, want) {
 			t.Errorf("%v: reason %q; want %q…", err, reason, want)

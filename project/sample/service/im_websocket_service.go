@@ -96,7 +96,7 @@ type ImWebsocketService struct {
 	hub      dce.Hub
 	sessions dce.Sessions
 
-	mu         sync.Mutex // guards everything below; held while queueing pushes so they keep their order
+	mu         sync.Mutex // guards everything below; held while queueing pushes so they keep their order (the outermost lock: server.Hub lists the order)
 	byNick     map[string]*Member
 	byID       map[int64]*Member
 	entry      map[int64][]byte // member id → its encoded list entry
