@@ -13,7 +13,7 @@ import (
 
 // Memory is the in-memory session manager. It is safe for concurrent use.
 type Memory struct {
-	mu       sync.RWMutex // lock order 2 (server.Hub): taken under a project's lock, calls nothing while held
+	mu       sync.RWMutex               // lock order 2 (server.Hub): taken under a project's lock, calls nothing while held
 	sessions map[uint64]string          // fd → session id
 	fds      map[string]map[uint64]bool // session id → fds
 	members  map[string]int64           // session id → member
