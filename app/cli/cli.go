@@ -26,6 +26,7 @@ import (
 	"dce/app/node"
 	"dce/app/router"
 	"dce/app/server"
+	"dce/app/session"
 )
 
 // Exit codes.
@@ -467,8 +468,15 @@ func (a *app) start(Args) int {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	// The session store first: a Redis that does not answer is a failure
+	// to start (exit 1) naming its URL, not a configuration mistake.
+	sessions, err := session.FromConfig(cfg, log)
+	if err != nil {
+		return a.fail(ExitFailed, "%v", err)
+	}
+	defer sessions.Store().Close()
 	s, err := server.New(server.Options{
-		Root: a.Root, Projects: a.projects, Config: cfg, Logger: log,
+		Root: a.Root, Projects: a.projects, Config: cfg, Logger: log, Sessions: sessions,
 		Reload: a.config, Reloaded: func(c *config.Config) { logs.apply(c.Log) },
 	})
 	if err != nil {

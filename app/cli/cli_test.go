@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -249,5 +250,22 @@ func TestStopTellsTheTruth(t *testing.T) {
 	code, out, errs := run(t, root, "websocket", "stop")
 	if code != ExitFailed || strings.Contains(out, "stopped") || !strings.Contains(errs, "still running") {
 		t.Errorf("stop of a server that stays alive: exit %d, stdout %q, stderr %q; want exit 1 saying it is still running", code, out, errs)
+	}
+}
+
+// TestRedisDownAtStartExits1: `websocket start` with the redis session store
+// and no Redis answering stops at once, exit 1, naming the URL.
+func TestRedisDownAtStartExits1(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing answers there now
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	root := writeRoot(t, map[string]string{"common/config/websocket.yaml": "websocket: {port: 0, host: 127.0.0.1}\nsession: {store: redis}\nredis: {url: \"" + url + "\"}\n"})
+	code, _, errs := run(t, root, "websocket", "start")
+	if code != ExitFailed || !strings.Contains(errs, fmt.Sprintf("127.0.0.1:%d", port)) {
+		t.Errorf("exit %d, stderr %q; want 1 and the URL", code, errs)
 	}
 }

@@ -40,9 +40,26 @@ type Config struct {
 	Log       Log       `mapstructure:"log"`
 	Websocket Websocket `mapstructure:"websocket"`
 	Debug     Debug     `mapstructure:"debug"`
+	Session   Session   `mapstructure:"session"`
+	Redis     Redis     `mapstructure:"redis"`
 	// Sections holds the registered project sections by key, each a
 	// value of its registered struct type.
 	Sections map[string]any `mapstructure:"-"`
+}
+
+// Session configures the session manager (SPEC §9).
+type Session struct {
+	Name       string        `mapstructure:"name"`        // cookie and query parameter carrying the id
+	TTL        time.Duration `mapstructure:"ttl"`         // an unused session expires after it (sliding)
+	AutoOpen   bool          `mapstructure:"auto_open"`   // a page request without a session gets the cookie
+	CookiePath string        `mapstructure:"cookie_path"` // the cookie's Path
+	Store      string        `mapstructure:"store"`       // memory, file (runtime/sessions.db) or redis
+}
+
+// Redis is the Redis the redis session store (and a cluster) uses.
+type Redis struct {
+	URL    string `mapstructure:"url"`    // redis://[:password@]host:port/db
+	Prefix string `mapstructure:"prefix"` // of every key this server writes
 }
 
 // Debug holds switches for measuring the server.
@@ -126,6 +143,8 @@ func Default() Config {
 			WriteCoalesce:   10 * time.Millisecond,
 			ShutdownTimeout: 5 * time.Second,
 		},
+		Session: Session{Name: "dcesid", TTL: time.Hour, CookiePath: "/", Store: "memory"},
+		Redis:   Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "dce:"},
 	}
 }
 
@@ -151,6 +170,24 @@ func (c *Config) validate(bad func(key, want string)) {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "text or json")
+	}
+	se := c.Session
+	if se.Name == "" || strings.ContainsAny(se.Name, " ;,=\"\t\r\n") {
+		bad("session.name", "a cookie name (letters, digits, - or _)")
+	}
+	if se.TTL < time.Second {
+		bad("session.ttl", "a duration of at least 1s")
+	}
+	if !strings.HasPrefix(se.CookiePath, "/") {
+		bad("session.cookie_path", "a path starting with /")
+	}
+	switch se.Store {
+	case "memory", "file", "redis":
+	default:
+		bad("session.store", "memory, file or redis")
+	}
+	if !strings.HasPrefix(c.Redis.URL, "redis://") && !strings.HasPrefix(c.Redis.URL, "rediss://") {
+		bad("redis.url", "redis://[:password@]host:port/db")
 	}
 	w := &c.Websocket
 	port := func(key string, p int, zeroOK bool) {

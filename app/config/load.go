@@ -64,6 +64,8 @@ func Load(src Source) (*Config, error) {
 	l.schema["log"] = section{ptr: &def.Log}
 	l.schema["websocket"] = section{ptr: &def.Websocket}
 	l.schema["debug"] = section{ptr: &def.Debug}
+	l.schema["session"] = section{ptr: &def.Session}
+	l.schema["redis"] = section{ptr: &def.Redis}
 	sectionsMu.Lock()
 	for k, s := range sections {
 		l.schema[k] = s
@@ -100,6 +102,8 @@ func Load(src Source) (*Config, error) {
 		cfg.Log = out["log"].Interface().(Log)
 		cfg.Websocket = out["websocket"].Interface().(Websocket)
 		cfg.Debug = out["debug"].Interface().(Debug)
+		cfg.Session = out["session"].Interface().(Session)
+		cfg.Redis = out["redis"].Interface().(Redis)
 		l.keepDistance(cfg, filePort)
 		cfg.validate(l.bad)
 	}

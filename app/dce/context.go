@@ -30,10 +30,15 @@ type Context struct {
 	Raw    string     // the payload as received (socket transports)
 	Args   map[string][]string
 
-	Conn   Conn          // the connection; nil for HTTP and CLI
-	Hub    Hub           // the running server; nil for CLI
-	HTTP   *http.Request // HTTP only
-	Logger *slog.Logger
+	Conn Conn          // the connection; nil for HTTP and CLI
+	Hub  Hub           // the running server; nil for CLI
+	HTTP *http.Request // HTTP only
+	// SessionID is the request's session: its connection's, or for HTTP
+	// the X-Session-Id header, then the session cookie ("" for none;
+	// session.auto_open gives a page request one). Use it with
+	// Hub.Sessions().Get/Set.
+	SessionID string
+	Logger    *slog.Logger
 
 	replier Replier
 	status  Status

@@ -15,6 +15,9 @@ type Hub interface {
 	// Send queues a prepared message for each listed connection and
 	// returns how many accepted it. Unknown or closed ones are skipped.
 	Send(fds []uint64, m *Message) int
+	// PushMember encodes data once and queues it for every connection of
+	// member (all its tabs, browsers and devices), returning how many.
+	PushMember(member int64, path string, data any) (int, error)
 	// SendAll queues a prepared message for every connection.
 	SendAll(m *Message) int
 	// Conn finds a live connection.
@@ -75,27 +78,50 @@ func NewMessage(path string, data any, mode Mode) (*Message, error) {
 	return &Message{Path: path, Body: body, Mode: mode}, nil
 }
 
-// Sessions is the session manager, as in Dce: connections ↔ sessions ↔
-// logged-in members. The engine keeps one in memory; a shared store (Redis)
-// can implement the same interface for several server nodes.
+// Sessions is the session manager (SPEC §9): connections ↔ sessions ↔
+// logged-in members, and session data. A session may have several
+// connections (tabs), a member several sessions (browsers, devices). What
+// outlives a connection — a session's login and data — is kept by the
+// configured store (session.store: memory, file or redis); a store that
+// fails makes the calls that need it return an error wrapping
+// session.ErrUnavailable (answer 503).
 type Sessions interface {
-	// Open maps a new connection to a session.
-	Open(fd uint64, sid string)
+	// Open maps a new connection to session sid; presented tells that the
+	// client sent that id (cookie, query), so its login is looked up.
+	Open(fd uint64, sid string, presented bool)
 	// Close drops a closed connection's mappings (after the close hook).
 	Close(fd uint64)
-	// Login marks the session of fd as logged in as member.
-	Login(fd uint64, member int64)
-	// Logout logs the session of fd out, reporting the member it had.
-	Logout(fd uint64) (member int64, ok bool)
+	// SessionOf returns the session id of fd ("" when closed).
+	SessionOf(fd uint64) string
+	// Login logs in the session of fd as member: all its connections, and
+	// any later connection presenting it.
+	Login(fd uint64, member int64) error
+	// Logout logs out the session of fd only, reporting the member it had.
+	Logout(fd uint64) (member int64, ok bool, err error)
 	// Member returns the member logged in on fd.
 	Member(fd uint64) (member int64, ok bool)
 	// MemberConns lists the logged-in connections of a member.
 	MemberConns(member int64) []uint64
+	// Places counts the logged-in connections of a member (loginPlaces).
+	Places(member int64) int
 	// Online lists the members with at least one logged-in connection, ascending.
 	Online() []int64
 	// OnlineConns lists every logged-in connection. The slice is shared:
 	// do not modify it.
 	OnlineConns() []uint64
+
+	// Get decodes the value of key in session sid into v.
+	Get(sid, key string, v any) (ok bool, err error)
+	// Set stores value (as JSON) under key in session sid.
+	Set(sid, key string, value any) error
+	// Delete removes key from session sid.
+	Delete(sid, key string) error
+	// Destroy logs session sid out everywhere and forgets its data.
+	Destroy(sid string) error
+	// Renew moves session sid to a new id, with its data and login.
+	Renew(sid string) (string, error)
+	// SetSession writes key = value into every live session of member.
+	SetSession(member int64, key string, value any) error
 }
 
 // Codec turns frames into messages and messages into frames.

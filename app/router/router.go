@@ -74,7 +74,9 @@ type Request struct {
 	Conn   dce.Conn      // nil for HTTP and the command line
 	Hub    dce.Hub       // nil for the command line
 	HTTP   *http.Request // HTTP only
-	Logger *slog.Logger
+	// Session is the request's session id ("" for none).
+	Session string
+	Logger  *slog.Logger
 }
 
 // Writer is how a transport answers. Serve calls exactly one of NoNode,
@@ -123,6 +125,10 @@ func (rt *Router) Serve(w Writer, r *Request) error {
 	c.Node, c.Path, c.Method = n, r.Path, r.Method
 	c.ID, c.HasID, c.Data, c.Raw, c.Args = r.ID, r.HasID, r.Data, r.Raw, r.Args
 	c.Conn, c.Hub, c.HTTP, c.Logger = r.Conn, r.Hub, r.HTTP, r.Logger
+	c.SessionID = r.Session
+	if c.SessionID == "" && r.Conn != nil {
+		c.SessionID = r.Conn.SessionID()
+	}
 	err := rt.Call(c)
 	if !c.Replied() {
 		w.Finish(rt, c)

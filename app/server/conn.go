@@ -17,7 +17,6 @@ import (
 type conn struct {
 	hub       *Hub
 	fd        uint64
-	sid       string
 	transport string
 	remote    string
 	ip        netip.Addr   // the remote address, for the per-address limits
@@ -30,7 +29,7 @@ type conn struct {
 var _ dce.Conn = (*conn)(nil)
 
 func (c *conn) FD() uint64         { return c.fd }
-func (c *conn) SessionID() string  { return c.sid }
+func (c *conn) SessionID() string  { return c.hub.sessions.SessionOf(c.fd) }
 func (c *conn) Transport() string  { return c.transport }
 func (c *conn) RemoteAddr() string { return c.remote }
 

@@ -21,6 +21,7 @@ import (
 	"dce/app/dce"
 	"dce/app/render"
 	"dce/app/router"
+	"dce/app/session"
 )
 
 // maxBody bounds an HTTP request body.
@@ -110,11 +111,27 @@ func (s *Server) serveNode(w http.ResponseWriter, r *http.Request) {
 	req := &router.Request{
 		Path: strings.Trim(r.URL.Path, "/"), Method: strings.ToLower(r.Method),
 		Data: requestData(r, body), Raw: string(body), Args: r.URL.Query(),
-		Hub: s.hub, HTTP: r, Logger: s.log,
+		Hub: s.hub, HTTP: r, Logger: s.log, Session: s.httpSession(w, r),
 	}
 	if err := s.router.Load().Serve(&httpWriter{s: s, w: w, r: r}, req); err != nil {
 		s.log.Error("request failed", "transport", "http", "path", r.URL.Path, "err", err.Error())
 	}
+}
+
+// httpSession is the session of an HTTP request: the X-Session-Id header,
+// then the cookie; with session.auto_open a page request (GET) without one
+// gets a new id and its cookie.
+func (s *Server) httpSession(w http.ResponseWriter, r *http.Request) string {
+	cfg := s.cfg.Load().Session
+	if sid, ok := session.FromHTTP(r, cfg.Name); ok {
+		return sid
+	}
+	if !cfg.AutoOpen || r.Method != http.MethodGet {
+		return ""
+	}
+	sid := session.NewID()
+	http.SetCookie(w, session.Cookie(cfg.Name, sid, cfg.CookiePath))
+	return sid
 }
 
 // httpWriter answers one HTTP request: a status code, a page or JSON.

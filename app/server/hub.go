@@ -1,8 +1,6 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -14,6 +12,7 @@ import (
 
 	"dce/app/config"
 	"dce/app/dce"
+	"dce/app/session"
 )
 
 // Hub is the set of live connections. It implements dce.Hub.
@@ -60,17 +59,21 @@ func newHub(lim config.Websocket, sessions dce.Sessions, log *slog.Logger) *Hub 
 
 func (h *Hub) limits() *config.Websocket { return h.lim.Load() }
 
-// add registers a new connection and gives it its number and session.
-func (h *Hub) add(c *conn) {
+// add registers a new connection and gives it its number and session:
+// sid when the client presented one (cookie, query), else a new one.
+func (h *Hub) add(c *conn, sid string) {
+	presented := sid != ""
+	if !presented {
+		sid = session.NewID()
+	}
 	c.fd = h.nextFD.Add(1)
-	c.sid = newSessionID()
 	c.hub = h
 	c.lastSeen.Store(h.now.Load())
 	c.limit = newLimiter(h.limits())
 	h.mu.Lock()
 	h.conns[c.fd] = c
 	h.mu.Unlock()
-	h.sessions.Open(c.fd, c.sid)
+	h.sessions.Open(c.fd, sid, presented)
 	h.stats.accepted.Add(1)
 }
 
@@ -105,12 +108,6 @@ func (h *Hub) release(ip netip.Addr) {
 	h.addrs.give(ip)
 }
 
-func newSessionID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Push implements dce.Hub.
 func (h *Hub) Push(fd uint64, path string, data any) error {
 	m, err := dce.NewMessage(path, data, dce.Queue)
@@ -134,6 +131,15 @@ func (h *Hub) Send(fds []uint64, m *dce.Message) int {
 		}
 	}
 	return n
+}
+
+// PushMember implements dce.Hub: data to every connection of member.
+func (h *Hub) PushMember(member int64, path string, data any) (int, error) {
+	m, err := dce.NewMessage(path, data, dce.Queue)
+	if err != nil {
+		return 0, err
+	}
+	return h.Send(h.sessions.MemberConns(member), m), nil
 }
 
 // SendAll implements dce.Hub.

@@ -18,7 +18,7 @@ func TestKeepaliveSlicesCoverEveryWebSocketOnce(t *testing.T) {
 		if i%7 == 0 {
 			transport = dce.TCP
 		}
-		h.add(&conn{transport: transport})
+		h.add(&conn{transport: transport}, "")
 	}
 	for _, n := range []uint64{1, 2, 25, 60} {
 		seen := map[uint64]int{}

@@ -37,7 +37,7 @@ type Options struct {
 	Projects []string       // the project folders to serve
 	Config   *config.Config // validated configuration
 	Logger   *slog.Logger   // nil discards
-	Sessions dce.Sessions   // nil keeps sessions in memory
+	Sessions dce.Sessions   // nil: a manager on the store session.store names
 	Reload   func() (*config.Config, error)
 	Reloaded func(*config.Config) // after a reload: apply what the server does not own (log level, format)
 }
@@ -49,6 +49,7 @@ type Server struct {
 	cfg      atomic.Pointer[config.Config]
 	router   atomic.Pointer[router.Router]
 	projects []string
+	store    session.Store // the session store the server opened; nil when given one
 	built    *dce.Projects // the projects, constructed once for this server
 	hub      *Hub
 	hooks    []*dce.Server // the server types websocket.service selects, in its order
@@ -81,15 +82,25 @@ type Server struct {
 // New prepares a server: it builds the projects (their constructors get
 // this server's hub), resolves the nodes' controllers and selects the
 // server types of websocket.service, but opens nothing.
-func New(o Options) (*Server, error) {
+func New(o Options) (_ *Server, err error) {
 	if o.Config == nil {
 		return nil, errors.New("server.New: Config is required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	var owned session.Store // the store this server opened, closed with it
 	if o.Sessions == nil {
-		o.Sessions = session.NewMemory()
+		m, err := session.FromConfig(o.Config, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		o.Sessions, owned = m, m.Store()
+		defer func() {
+			if err != nil {
+				owned.Close()
+			}
+		}()
 	}
 	s := &Server{
 		root:     o.Root,
@@ -98,6 +109,7 @@ func New(o Options) (*Server, error) {
 		reloaded: o.Reloaded,
 		reloadFn: o.Reload,
 		codec:    dce.TextCodec{},
+		store:    owned,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -324,6 +336,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				c.out.Drop("shutdown timeout")
 			}
 			<-waited
+		}
+		if s.store != nil {
+			if cerr := s.store.Close(); cerr != nil {
+				s.log.Warn("session store close", "err", cerr.Error())
+			}
 		}
 		s.log.Info("Websocket server stopped")
 		close(s.done)

@@ -57,6 +57,9 @@ const nodes = `
 - path: merge
   methods: [websocket]
   controller: T->merge
+- path: whoami
+  methods: [websocket, tcp, get]
+  controller: T->whoami
 - path: wsonly
   methods: [websocket]
   controller: T->echo
@@ -167,7 +170,15 @@ func init() {
 			sessionsMu.Lock()
 			lastHub = c.Hub
 			sessionsMu.Unlock()
-			c.Hub.Sessions().Login(c.Conn.FD(), 42)
+			return c.Hub.Sessions().Login(c.Conn.FD(), 42)
+		},
+		"whoami": func(c *dce.Context) error {
+			c.Assign("sid", c.SessionID)
+			if c.Conn != nil {
+				if m, ok := c.Hub.Sessions().Member(c.Conn.FD()); ok {
+					c.Assign("member", m)
+				}
+			}
 			return nil
 		},
 	})

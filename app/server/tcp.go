@@ -30,7 +30,7 @@ func (s *Server) acceptTCP(ln net.Listener) {
 		}
 		c := &conn{transport: dce.TCP, remote: remote, ip: ip, nc: nc}
 		c.out.Init((*outboxHost)(s.hub), s.encoding(dce.TCP), nc, false)
-		s.hub.add(c)
+		s.hub.add(c, "") // TCP: a new session per connection
 		if !s.goTracked(func() { s.readTCP(c) }) {
 			s.closed(c, "server shutting down")
 		}

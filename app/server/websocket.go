@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"dce/app/dce"
+	"dce/app/session"
 )
 
 // lockedConn serializes writes: gorilla writes control frames (pong, close
@@ -88,10 +89,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// held (writing) until the response is written.
 	c := &conn{transport: dce.WebSocket, remote: r.RemoteAddr, ip: ip}
 	c.out.Init((*outboxHost)(s.hub), s.encoding(dce.WebSocket), nil, true) // held until the 101 is written
+	sid, _ := session.FromHandshake(r, s.cfg.Load().Session.Name)          // "" without one: a session for this connection alone
 	hj := &hijacker{ResponseWriter: w, onHijack: func(lc *lockedConn) {
 		c.nc = lc.Conn
 		c.out.Attach(lc.Conn, &lc.mu)
-		s.hub.add(c)
+		s.hub.add(c, sid)
 	}}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {

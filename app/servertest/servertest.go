@@ -126,11 +126,17 @@ type WS struct {
 // DialWS connects to addr ("127.0.0.1:port") with optional headers.
 func DialWS(t testing.TB, addr string, header ...http.Header) *WS {
 	t.Helper()
+	return DialWSPath(t, addr, "/", header...)
+}
+
+// DialWSPath connects to a path ("/?dcesid=…") of addr.
+func DialWSPath(t testing.TB, addr, path string, header ...http.Header) *WS {
+	t.Helper()
 	var h http.Header
 	if len(header) > 0 {
 		h = header[0]
 	}
-	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", h)
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+path, h)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

@@ -190,12 +190,16 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 		return m, nil // already logged in as this member
 	}
 	if old, ok := s.sessions.Member(fd); ok { // switching members: the old one may leave
-		s.sessions.Logout(fd)
+		if _, _, err := s.sessions.Logout(fd); err != nil {
+			return nil, err // the session store is unavailable: a 503
+		}
 		s.left(old)
 	}
 
 	wasOnline := len(s.sessions.MemberConns(m.ID)) > 0
-	s.sessions.Login(fd, m.ID)
+	if err := s.sessions.Login(fd, m.ID); err != nil {
+		return nil, err // the session store is unavailable: a 503
+	}
 	s.listVer++
 	if !wasOnline {
 		s.changes[m.ID] = true
@@ -276,7 +280,7 @@ func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	defer s.mu.Unlock()
 	delete(s.delta, conn.FD())
 	delete(s.sentVer, conn.FD())
-	if member, ok := s.sessions.Logout(conn.FD()); ok {
+	if member, ok, _ := s.sessions.Logout(conn.FD()); ok { // the member leaves this server's list even if the store failed
 		s.left(member)
 		s.listVer++
 		s.schedule(time.Now())
