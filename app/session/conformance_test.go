@@ -57,11 +57,7 @@ func redisForTest(t *testing.T) *RedisStore {
 		t.Skipf("no Redis at %s (start one, or CI's .ci/run does): %v", testRedis, err)
 	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := s.rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			s.rdb.Del(ctx, keys...)
-		}
+		s.deleteAll(context.Background())
 		s.Close()
 	})
 	return s
@@ -214,6 +210,12 @@ func TestConformance(t *testing.T) {
 			sid := NewID()
 			m.Open(1, sid, false) // no cookie: the chat's sessions
 			must(t, m.Login(1, 3))
+			must(t, m.Set(sid, "k", 1))
+			must(t, m.SetSession(3, "theme", "dark")) // reaches it: it is live
+			var theme string
+			if ok, _ := m.Get(sid, "theme", &theme); !ok || theme != "dark" {
+				t.Errorf("SetSession missed a live per-connection session: %q", theme)
+			}
 			m.Close(1)
 			if _, ok, _ := m.Store().Load(context.Background(), sid, time.Minute); ok {
 				t.Error("a per-connection session outlived its connection")

@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Get decodes the value of key in session sid into v; ok is false when the
@@ -101,6 +102,11 @@ func (m *Manager) Renew(sid string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	m.mu.RLock()
+	if member, ok := m.members[sid]; ok && !m.kept[sid] { // its login lived in memory only
+		rec.Member = member
+	}
+	m.mu.RUnlock()
 	id := NewID()
 	if err := m.store.Save(c, id, rec, m.ttl); err != nil {
 		return "", err
@@ -140,6 +146,19 @@ func (m *Manager) SetSession(member int64, key string, value any) error {
 	ids, err := m.store.MemberSessions(c, member)
 	if err != nil {
 		return err
+	}
+	m.mu.RLock()
+	var local []string // this node's sessions of member whose login lives in memory only
+	for fd := range m.conns[member] {
+		if sid := m.sessions[fd]; !m.kept[sid] && !slices.Contains(local, sid) {
+			local = append(local, sid)
+		}
+	}
+	m.mu.RUnlock()
+	for _, id := range local {
+		if err := m.Set(id, key, value); err != nil {
+			return err
+		}
 	}
 	for _, id := range ids {
 		rec, found, err := m.store.Load(c, id, m.ttl)

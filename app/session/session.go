@@ -23,9 +23,12 @@ import (
 // Login, Logout and the data calls reach the store.
 //
 // A session whose id no client presented (a WebSocket or TCP connection
-// without a cookie: the chat's per-connection sessions) is forgotten by
-// the store when its last connection closes; a presented or renewed one
-// stays until its ttl runs out.
+// without a cookie: the chat's per-connection sessions) cannot be presented
+// later by anyone, so its login lives in memory only, as the simple sample
+// always had it: logging it in and out costs no store call. Only its data,
+// if it gets any, goes to the store, and is deleted when its last
+// connection closes. A presented or renewed session is kept in the store
+// until its ttl runs out.
 type Manager struct {
 	store Store
 	ttl   time.Duration
@@ -141,13 +144,10 @@ func (m *Manager) Close(fd uint64) {
 		delete(m.saved, sid)
 	}
 	m.mu.Unlock()
-	if forget {
+	if forget { // its data: nobody can present the id again
 		c, cancel := ctx()
 		defer cancel()
 		_ = m.store.Delete(c, sid)
-		if loggedIn {
-			_ = m.store.RemoveMember(c, member, sid)
-		}
 	}
 }
 
@@ -165,10 +165,37 @@ func (m *Manager) Login(fd uint64, member int64) error {
 	if member == 0 {
 		return errors.New("session: member 0 is reserved for 'nobody'")
 	}
-	sid := m.SessionOf(fd)
+	m.mu.RLock()
+	sid := m.sessions[fd]
+	kept := m.kept[sid]
+	m.mu.RUnlock()
 	if sid == "" {
 		return dce.ErrClosed
 	}
+	if kept {
+		if err := m.storeLogin(sid, member); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.fds[sid]; !ok {
+		return dce.ErrClosed
+	}
+	if prev, ok := m.members[sid]; ok {
+		for f := range m.fds[sid] {
+			m.removeConn(prev, f)
+		}
+	}
+	m.members[sid] = member
+	for f := range m.fds[sid] {
+		m.addConn(member, f)
+	}
+	return nil
+}
+
+// storeLogin records in the store that session sid is logged in as member.
+func (m *Manager) storeLogin(sid string, member int64) error {
 	c, cancel := ctx()
 	defer cancel()
 	rec, _, err := m.store.Load(c, sid, m.ttl)
@@ -186,21 +213,6 @@ func (m *Manager) Login(fd uint64, member int64) error {
 	if old != 0 && old != member {
 		_ = m.store.RemoveMember(c, old, sid)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.fds[sid]; !ok {
-		return dce.ErrClosed
-	}
-	m.saved[sid] = true
-	if prev, ok := m.members[sid]; ok {
-		for f := range m.fds[sid] {
-			m.removeConn(prev, f)
-		}
-	}
-	m.members[sid] = member
-	for f := range m.fds[sid] {
-		m.addConn(member, f)
-	}
 	return nil
 }
 
@@ -215,19 +227,20 @@ func (m *Manager) Logout(fd uint64) (int64, bool, error) {
 	if !ok {
 		return 0, false, nil
 	}
-	c, cancel := ctx()
-	defer cancel()
-	rec, found, err := m.store.Load(c, sid, m.ttl)
-	if err == nil && found {
-		rec.Member = 0
-		if len(rec.Data) == 0 && !kept {
-			err = m.store.Delete(c, sid)
-		} else {
+	var err error
+	if kept {
+		c, cancel := ctx()
+		defer cancel()
+		var rec Record
+		var found bool
+		rec, found, err = m.store.Load(c, sid, m.ttl)
+		if err == nil && found {
+			rec.Member = 0
 			err = m.store.Save(c, sid, rec, m.ttl)
 		}
-	}
-	if err == nil {
-		err = m.store.RemoveMember(c, member, sid)
+		if err == nil {
+			err = m.store.RemoveMember(c, member, sid)
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
 )
 
 // RedisStore keeps records in Redis, shared by every node: the record of
@@ -25,7 +25,7 @@ import (
 // background loop pings with backoff (100 ms doubling to 5 s) until Redis
 // answers again (one info line).
 type RedisStore struct {
-	rdb    *redis.Client
+	rdb    rueidis.Client
 	prefix string
 	url    string // without the password, for messages
 	log    *slog.Logger
@@ -41,34 +41,35 @@ type RedisStore struct {
 // naming the URL.
 func OpenRedisStore(rawURL, prefix string, log *slog.Logger) (*RedisStore, error) {
 	shown := redactURL(rawURL)
-	opt, err := redis.ParseURL(rawURL)
+	opt, err := rueidis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis.url %s: %w", shown, err)
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
-	opt.MaxRetries = -1   // a failure is reported at once: the store's own loop reconnects
-	opt.DialerRetries = 1 // likewise for dialing
-	quietRedis.Do(func() { redis.SetLogger(quietLog{}) })
+	opt.Dialer.Timeout = time.Second
+	opt.ConnWriteTimeout = time.Second
+	opt.DisableCache = true // no client-side caching: every node reads Redis
+	opt.DisableRetry = true // a failure is reported at once: the store's own loop reconnects
+	opt.DisableAutoPipelining = false
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &RedisStore{rdb: redis.NewClient(opt), prefix: prefix, url: shown, log: log, stop: make(chan struct{})}
+	rdb, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("session store: Redis at %s does not answer: %w", shown, err)
+	}
+	s := &RedisStore{rdb: rdb, prefix: prefix, url: shown, log: log, stop: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		s.rdb.Close()
+	if err := s.ping(ctx); err != nil {
+		rdb.Close()
 		return nil, fmt.Errorf("session store: Redis at %s does not answer: %w", shown, err)
 	}
 	return s, nil
 }
 
-// quietLog drops the client's own log lines (a failed dial per retry): the
-// store logs an outage once, with the server's logger.
-type quietLog struct{}
-
-func (quietLog) Printf(context.Context, string, ...any) {}
-
-var quietRedis sync.Once
+func (s *RedisStore) ping(ctx context.Context) error {
+	return s.rdb.Do(ctx, s.rdb.B().Ping().Build()).Error()
+}
 
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -89,13 +90,13 @@ func (s *RedisStore) do(ctx context.Context, f func(ctx context.Context) error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	err := f(ctx)
-	if err == nil || errors.Is(err, redis.Nil) {
-		return err
-	}
-	var re redis.Error
-	if errors.As(err, &re) { // Redis answered: not an outage
-		return err
+	var err error
+	for try := 0; try < 2; try++ { // once more: the first may meet a connection Redis closed
+		err = f(ctx)
+		var re *rueidis.RedisError
+		if err == nil || rueidis.IsRedisNil(err) || errors.As(err, &re) { // Redis answered
+			return err
+		}
 	}
 	s.outage(err)
 	return fmt.Errorf("%w: Redis at %s: %v", ErrUnavailable, s.url, err)
@@ -129,7 +130,7 @@ func (s *RedisStore) reconnect() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := s.rdb.Ping(ctx).Err()
+		err := s.ping(ctx)
 		cancel()
 		if err == nil {
 			s.down.Store(false)
@@ -148,10 +149,10 @@ func (s *RedisStore) memberKey(m int64) string {
 func (s *RedisStore) Load(ctx context.Context, id string, ttl time.Duration) (Record, bool, error) {
 	var b []byte
 	err := s.do(ctx, func(ctx context.Context) (err error) {
-		b, err = s.rdb.GetEx(ctx, s.key(id), ttl).Bytes()
+		b, err = s.rdb.Do(ctx, s.rdb.B().Getex().Key(s.key(id)).Px(ttl).Build()).AsBytes()
 		return err
 	})
-	if errors.Is(err, redis.Nil) {
+	if rueidis.IsRedisNil(err) {
 		return Record{}, false, nil
 	}
 	if err != nil {
@@ -169,32 +170,42 @@ func (s *RedisStore) Save(ctx context.Context, id string, r Record, ttl time.Dur
 	if err != nil {
 		return err
 	}
-	return s.do(ctx, func(ctx context.Context) error { return s.rdb.Set(ctx, s.key(id), b, ttl).Err() })
+	return s.do(ctx, func(ctx context.Context) error {
+		return s.rdb.Do(ctx, s.rdb.B().Set().Key(s.key(id)).Value(rueidis.BinaryString(b)).Px(ttl).Build()).Error()
+	})
 }
 
 func (s *RedisStore) Delete(ctx context.Context, id string) error {
-	return s.do(ctx, func(ctx context.Context) error { return s.rdb.Del(ctx, s.key(id)).Err() })
+	return s.do(ctx, func(ctx context.Context) error {
+		return s.rdb.Do(ctx, s.rdb.B().Del().Key(s.key(id)).Build()).Error()
+	})
 }
 
 func (s *RedisStore) AddMember(ctx context.Context, member int64, id string, ttl time.Duration) error {
+	key := s.memberKey(member)
 	return s.do(ctx, func(ctx context.Context) error {
-		_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.SAdd(ctx, s.memberKey(member), id)
-			p.PExpire(ctx, s.memberKey(member), ttl)
-			return nil
-		})
-		return err
+		for _, r := range s.rdb.DoMulti(ctx,
+			s.rdb.B().Sadd().Key(key).Member(id).Build(),
+			s.rdb.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Build(),
+		) {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
 func (s *RedisStore) RemoveMember(ctx context.Context, member int64, id string) error {
-	return s.do(ctx, func(ctx context.Context) error { return s.rdb.SRem(ctx, s.memberKey(member), id).Err() })
+	return s.do(ctx, func(ctx context.Context) error {
+		return s.rdb.Do(ctx, s.rdb.B().Srem().Key(s.memberKey(member)).Member(id).Build()).Error()
+	})
 }
 
 func (s *RedisStore) MemberSessions(ctx context.Context, member int64) ([]string, error) {
 	var out []string
 	err := s.do(ctx, func(ctx context.Context) (err error) {
-		out, err = s.rdb.SMembers(ctx, s.memberKey(member)).Result()
+		out, err = s.rdb.Do(ctx, s.rdb.B().Smembers().Key(s.memberKey(member)).Build()).AsStrSlice()
 		return err
 	})
 	return out, err
@@ -210,5 +221,15 @@ func (s *RedisStore) Close() error {
 	}
 	s.mu.Unlock()
 	s.done.Wait()
-	return s.rdb.Close()
+	s.rdb.Close()
+	return nil
+}
+
+// deleteAll deletes every key under the store's prefix (tests clean up
+// with it).
+func (s *RedisStore) deleteAll(ctx context.Context) {
+	keys, err := s.rdb.Do(ctx, s.rdb.B().Keys().Pattern(s.prefix+"*").Build()).AsStrSlice()
+	if err == nil && len(keys) > 0 {
+		s.rdb.Do(ctx, s.rdb.B().Del().Key(keys...).Build())
+	}
 }
