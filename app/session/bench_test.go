@@ -12,7 +12,8 @@ import (
 //
 //	open+close     a connection without a cookie comes and goes (the chat's)
 //	open-presented a connection presents a logged-in session (a refresh)
-//	login+logout   of a connection's session
+//	login+logout   of a connection's own session (memory only)
+//	login+logout-presented  of a session presented by its cookie (the store)
 //	online         the online list of a room of 10,000
 //	member-conns   the connections of one member (pushMember's lookup)
 //
@@ -46,9 +47,8 @@ func BenchmarkManager(b *testing.B) {
 			const room = 10000
 			for fd := uint64(1); fd <= room; fd++ { // a room to measure in
 				m.Open(fd, NewID(), false)
-				if name == "memory" {
-					_ = m.Login(fd, int64(fd))
-				}
+				_ = m.Login(fd, int64(fd)) // a connection's own session: memory only, whatever the store
+
 			}
 			fd := uint64(room)
 			b.Run("open+close", func(b *testing.B) {
@@ -62,6 +62,15 @@ func BenchmarkManager(b *testing.B) {
 				for b.Loop() {
 					fd++
 					m.Open(fd, NewID(), false)
+					_ = m.Login(fd, int64(fd))
+					_, _, _ = m.Logout(fd)
+					m.Close(fd)
+				}
+			})
+			b.Run("login+logout-presented", func(b *testing.B) {
+				for b.Loop() {
+					fd++
+					m.Open(fd, NewID(), true)
 					_ = m.Login(fd, int64(fd))
 					_, _, _ = m.Logout(fd)
 					m.Close(fd)
