@@ -39,6 +39,7 @@ const (
 // Env is what a run of the program sees.
 type Env struct {
 	Root      string // application root; "" finds it (DCE_ROOT, the binary's folder, the working folder)
+	Stdin     io.Reader
 	Stdout    io.Writer
 	Stderr    io.Writer
 	LookupEnv func(string) (string, bool)
@@ -97,6 +98,9 @@ type app struct {
 
 // Main runs one command line and returns the exit code.
 func Main(argv []string, env Env) int {
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
 	if env.Stdout == nil {
 		env.Stdout = os.Stdout
 	}
@@ -195,6 +199,7 @@ func (a *app) load() (*config.Config, *router.Router, error) {
 		Root: a.Root, Config: cfg,
 		Logger:  slog.New(slog.NewTextHandler(a.Stderr, nil)),
 		Control: func(cmd string) (string, error) { return server.ControlAs(a.runtimeDir(), cfg.Instance, cmd) },
+		Stdin:   a.Stdin, Stdout: a.Stdout,
 	}
 	ps, err := dce.Build(a.projects, env)
 	if err != nil {

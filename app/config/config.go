@@ -93,6 +93,7 @@ type Websocket struct {
 	APIPort        int        `mapstructure:"api_port"` // 0: no server-to-server API
 	APIPassword    string     `mapstructure:"api_password"`
 	AllowedOrigins []string   `mapstructure:"allowed_origins"` // besides the request's own host; "*" allows all
+	Metrics        string     `mapstructure:"metrics"`         // host:port serving /metrics, /healthz, /readyz; "" is off
 
 	MaxFrameBytes   int           `mapstructure:"max_frame_bytes"`        // WebSocket frame, TCP line, UDP datagram
 	SendQueue       int           `mapstructure:"send_queue"`             // messages queued per connection before it is dropped
@@ -170,6 +171,11 @@ func (c *Config) validate(bad func(key, want string)) {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "text or json")
+	}
+	if w := c.Websocket.Metrics; w != "" {
+		if _, port, err := net.SplitHostPort(w); err != nil || port == "" {
+			bad("websocket.metrics", "host:port (127.0.0.1:9461), or empty for none")
+		}
 	}
 	se := c.Session
 	if se.Name == "" || strings.ContainsAny(se.Name, " ;,=\"\t\r\n") {

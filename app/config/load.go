@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -259,6 +260,11 @@ func (l *loader) keepDistance(cfg *Config, filePort int) {
 	}
 	if moved("websocket.api_port") && w.APIPort != 0 {
 		w.APIPort += shift
+	}
+	if host, port, err := net.SplitHostPort(w.Metrics); moved("websocket.metrics") && err == nil {
+		if p, err := strconv.Atoi(port); err == nil && p != 0 {
+			w.Metrics = net.JoinHostPort(host, strconv.Itoa(p+shift))
+		}
 	}
 }
 

@@ -30,17 +30,13 @@ type Context struct {
 	Raw    string     // the payload as received (socket transports)
 	Args   map[string][]string
 
-	Conn Conn          // the connection; nil for HTTP and CLI
-	Hub  Hub           // the running server; nil for CLI
-	HTTP *http.Request // HTTP only
-	// SessionID is the request's session: its connection's, or for HTTP
-	// the X-Session-Id header, then the session cookie ("" for none;
-	// session.auto_open gives a page request one). Use it with
-	// Hub.Sessions().Get/Set.
-	SessionID string
-	Logger    *slog.Logger
+	Conn   Conn          // the connection; nil for HTTP and CLI
+	Hub    Hub           // the running server; nil for CLI
+	HTTP   *http.Request // HTTP only
+	Logger *slog.Logger
 
 	replier Replier
+	sid     string // HTTP: the request's session id
 	status  Status
 	replied bool
 	body    string
@@ -139,6 +135,21 @@ func (c *Context) Reply(path string, data any) error {
 	c.replied = true
 	return c.replier.Reply(path, data)
 }
+
+// SessionID is the request's session: its connection's, or for HTTP the
+// X-Session-Id header, then the session cookie ("" for none;
+// session.auto_open gives a page request one). Use it with
+// Hub.Sessions().Get/Set. Looked up when asked: a message costs nothing.
+func (c *Context) SessionID() string {
+	if c.sid == "" && c.Conn != nil {
+		return c.Conn.SessionID()
+	}
+	return c.sid
+}
+
+// UseSession sets the session id of a request without a connection (the
+// HTTP transport does).
+func (c *Context) UseSession(sid string) { c.sid = sid }
 
 // Replied reports whether the action answered with Reply.
 func (c *Context) Replied() bool { return c.replied }

@@ -3,6 +3,7 @@ package dce
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -39,6 +40,10 @@ type Env struct {
 	// Control asks this folder's running server (the instance the command
 	// addresses) a control command such as "status"; nil inside a server.
 	Control func(command string) (string, error)
+	// Stdin and Stdout of a command (an interactive one reads and writes
+	// them); nil inside a server.
+	Stdin  io.Reader
+	Stdout io.Writer
 }
 
 // Project is what a constructor returns; C is its config section's type.

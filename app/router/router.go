@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"dce/app/dce"
 	"dce/app/node"
@@ -23,7 +24,16 @@ import (
 type Router struct {
 	Tree     *node.Tree
 	Renderer *render.Renderer
+	// Observer, when set (before the router is used), hears of every
+	// request Serve runs (metrics).
+	Observer Observer
 	actions  map[*node.Node]dce.Action
+}
+
+// Observer hears of each request: its node's path ("" when none matched),
+// the status code it answered (200 for a success) and how long it took.
+type Observer interface {
+	Served(node string, code int, d time.Duration)
 }
 
 // Errors lists every unresolved controller with the node file it came from.
@@ -116,22 +126,33 @@ func (rt *Router) Find(path, method string) (n *node.Node, exists bool) {
 // error returned is an internal failure for the transport's log; the
 // client has had a 500 with InternalMessage.
 func (rt *Router) Serve(w Writer, r *Request) error {
+	var began time.Time
+	if rt.Observer != nil {
+		began = time.Now()
+	}
 	n, exists := rt.Find(r.Path, r.Method)
 	if n == nil {
 		w.NoNode(r.Path, exists)
+		if rt.Observer != nil {
+			rt.Observer.Served("", 404, time.Since(began))
+		}
 		return nil
 	}
 	c := dce.NewContext(w)
 	c.Node, c.Path, c.Method = n, r.Path, r.Method
 	c.ID, c.HasID, c.Data, c.Raw, c.Args = r.ID, r.HasID, r.Data, r.Raw, r.Args
 	c.Conn, c.Hub, c.HTTP, c.Logger = r.Conn, r.Hub, r.HTTP, r.Logger
-	c.SessionID = r.Session
-	if c.SessionID == "" && r.Conn != nil {
-		c.SessionID = r.Conn.SessionID()
-	}
+	c.UseSession(r.Session)
 	err := rt.Call(c)
 	if !c.Replied() {
 		w.Finish(rt, c)
+	}
+	if rt.Observer != nil {
+		code := 200
+		if st := c.Result(); st.Status != nil && !*st.Status && st.Code != 0 {
+			code = st.Code
+		}
+		rt.Observer.Served(n.Path, code, time.Since(began))
 	}
 	return err
 }

@@ -51,6 +51,7 @@ func (s *Server) dispatch(cn dce.Conn, rp replier, transport string, frame []byt
 		return
 	}
 	if l := s.hub.limits(); lim != nil && !lim.allow(time.Now(), l) {
+		s.hub.stats.limited.Add(1)
 		rp.reply(m.Path, m.ID, m.HasID, failBody(429, "too many messages: slow down"))
 		if lim.strikes > l.RateBurst {
 			closeForRate()

@@ -45,7 +45,7 @@ type Hub struct {
 }
 
 type stats struct {
-	accepted, closed, requests, pushes, slow, refused atomic.Uint64
+	accepted, closed, requests, pushes, slow, refused, limited atomic.Uint64
 }
 
 var _ dce.Hub = (*Hub)(nil)

@@ -49,6 +49,7 @@ type Server struct {
 	cfg      atomic.Pointer[config.Config]
 	router   atomic.Pointer[router.Router]
 	projects []string
+	metrics  *metrics
 	store    session.Store // the session store the server opened; nil when given one
 	built    *dce.Projects // the projects, constructed once for this server
 	hub      *Hub
@@ -70,6 +71,9 @@ type Server struct {
 	udpConns []*net.UDPConn
 	api      *http.Server
 	apiAddr  string
+
+	metricsSrv  *http.Server
+	metricsAddr string
 
 	mu       sync.Mutex // guards stopping and wg.Add
 	stopping bool
@@ -127,6 +131,8 @@ func New(o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics = newMetrics()
+	rt.Observer = s.metrics
 	s.router.Store(rt)
 	if s.hooks, err = built.Servers(o.Config.Websocket.Service); err != nil {
 		return nil, fmt.Errorf("websocket.service: %w", err)
@@ -233,6 +239,11 @@ func (s *Server) Start() (err error) {
 			return err
 		}
 	}
+	if cfg.Metrics != "" {
+		if err := s.startMetrics(cfg.Metrics); err != nil {
+			return err
+		}
+	}
 	s.started = time.Now()
 	s.goTracked(func() { s.hub.keepalive(s.stop) })
 	s.log.Info("Websocket server started with: " + strings.Join(s.httpAddr, ", ") + ".")
@@ -242,6 +253,9 @@ func (s *Server) Start() (err error) {
 	}
 	if s.apiAddr != "" {
 		s.log.Info("API server started with: " + s.apiAddr + ".")
+	}
+	if s.metricsAddr != "" {
+		s.log.Info("Metrics on http://" + s.metricsAddr + "/metrics (/healthz, /readyz).")
 	}
 	s.log.Info(s.limitsLine())
 	if s.limitWarning != "" {
@@ -282,6 +296,9 @@ func (s *Server) closeListeners() {
 	}
 	if s.api != nil {
 		_ = s.api.Close()
+	}
+	if s.metricsSrv != nil {
+		_ = s.metricsSrv.Close()
 	}
 	s.closeSockets()
 }
@@ -337,6 +354,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			<-waited
 		}
+		if s.metricsSrv != nil { // the last to go: /readyz says "stopping" until the end
+			_ = s.metricsSrv.Close()
+		}
 		if s.store != nil {
 			if cerr := s.store.Close(); cerr != nil {
 				s.log.Warn("session store close", "err", cerr.Error())
@@ -363,6 +383,7 @@ func (s *Server) Reload() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	rt.Observer = s.metrics
 	old := s.cfg.Load()
 	s.router.Store(rt)
 	s.cfg.Store(cfg)

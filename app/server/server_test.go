@@ -173,7 +173,7 @@ func init() {
 			return c.Hub.Sessions().Login(c.Conn.FD(), 42)
 		},
 		"whoami": func(c *dce.Context) error {
-			c.Assign("sid", c.SessionID)
+			c.Assign("sid", c.SessionID())
 			if c.Conn != nil {
 				if m, ok := c.Hub.Sessions().Member(c.Conn.FD()); ok {
 					c.Assign("member", m)

@@ -92,6 +92,7 @@ func TestSessionIDs(t *testing.T) {
 // page request without one gets the cookie of SPEC §9.
 func TestHTTPSession(t *testing.T) {
 	s := start(t, func(c *config.Config) { c.Session.AutoOpen = true })
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	base := "http://" + s.HTTPAddrs()[0] + "/srvtest/whoami"
 	sid := session.NewID()
 	get := func(h http.Header) (string, *http.Response) {

@@ -69,6 +69,9 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 		if mutate != nil {
 			mutate(cfg)
 		}
+		if w.Metrics != "" { // a port of its own, like the API's
+			w.Metrics = "127.0.0.1:0"
+		}
 		return cfg, nil
 	}
 	cfg, err := load()

@@ -20,6 +20,7 @@ func New(env dce.Env, settings service.Settings) (*dce.Project[service.Settings]
 			"ImServiceController": controller.NewImServiceController(chat).Actions(),
 			"ImUiController":      controller.ImUiController{}.Actions(),
 			"ImBenchController":   controller.NewImBenchController(env).Actions(),
+			"ImChatController":    controller.NewImChatController(env).Actions(),
 		},
 		Servers: map[string]*dce.Server{"ImWebsocketServer": chat.Hooks()},
 		Reload:  chat.Reload,

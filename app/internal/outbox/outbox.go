@@ -320,6 +320,13 @@ func (o *Outbox) Closing() bool {
 	return o.closing
 }
 
+// Len is the number of frames waiting.
+func (o *Outbox) Len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue)
+}
+
 // State reports whether a writer runs (or is deferred, or the outbox is
 // held) and whether it waits for the coalescing gap.
 func (o *Outbox) State() (writing, deferred bool) {
