@@ -67,6 +67,7 @@ var (
 	descLimited   = prometheus.NewDesc("dce_rate_limited_total", "Messages refused by the per-connection rate limit.", nil, nil)
 	descQueue     = prometheus.NewDesc("dce_send_queue_depth", "Messages waiting per connection, sampled at scrape.", nil, nil)
 	descStoreDown = prometheus.NewDesc("dce_session_store_up", "1 when the session store answers (always 1 for memory and file).", nil, nil)
+	descRedisErr  = prometheus.NewDesc("dce_redis_errors_total", "Calls that failed because Redis did not answer (redis session store).", nil, nil)
 )
 
 var queueBuckets = []float64{0, 1, 4, 16, 64, 256, 1024}
@@ -75,7 +76,7 @@ var queueBuckets = []float64{0, 1, 4, 16, 64, 256, 1024}
 type collector struct{ s *Server }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConns, descAccepted, descClosed, descRefused, descRequests, descPushes, descSlow, descLimited, descQueue, descStoreDown} {
+	for _, d := range []*prometheus.Desc{descConns, descAccepted, descClosed, descRefused, descRequests, descPushes, descSlow, descLimited, descQueue, descStoreDown, descRedisErr} {
 		ch <- d
 	}
 }
@@ -123,16 +124,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		up = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descStoreDown, prometheus.GaugeValue, up)
+	if rs := s.redisStore(); rs != nil {
+		counter(descRedisErr, rs.Errors())
+	}
+}
+
+// redisStore is the session store when it is Redis, else nil.
+func (s *Server) redisStore() *session.RedisStore {
+	if m, ok := s.hub.sessions.(*session.Manager); ok {
+		if rs, ok := m.Store().(*session.RedisStore); ok {
+			return rs
+		}
+	}
+	return nil
 }
 
 // storeUp reports whether the session store answers.
 func (s *Server) storeUp() bool {
-	if m, ok := s.hub.sessions.(*session.Manager); ok {
-		if rs, ok := m.Store().(*session.RedisStore); ok {
-			return rs.Available()
-		}
-	}
-	return true
+	rs := s.redisStore()
+	return rs == nil || rs.Available()
 }
 
 // startMetrics serves /metrics (Prometheus text format), /healthz (the

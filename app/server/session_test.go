@@ -171,7 +171,9 @@ func TestRedisLostWhileRunning(t *testing.T) {
 	s := start(t, func(c *config.Config) {
 		c.Session.Store = "redis"
 		c.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+		c.Websocket.Metrics = "on"
 	})
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	// A presented session keeps its login in Redis (a connection's own
 	// session does not need the store: the chat logs in during an outage).
 	c := servertest.DialWS(t, s.HTTPAddrs()[0], cookie(session.NewID()))
@@ -185,6 +187,12 @@ func TestRedisLostWhileRunning(t *testing.T) {
 	}
 	c.Send(`srvtest/echo:3;{}`)
 	c.ExpectPrefix(`srvtest/echo:3;`)
+	if code, body := scrape(t, "http://"+s.MetricsAddr()+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the outage: %d %q; want 503", code, body)
+	}
+	if _, body := scrape(t, "http://"+s.MetricsAddr()+"/metrics"); !strings.Contains(body, "dce_session_store_up 0") || strings.Contains(body, "dce_redis_errors_total 0") {
+		t.Errorf("/metrics during the outage lacks the store down and its errors")
+	}
 
 	cmd = redis()
 	deadline := time.Now().Add(15 * time.Second)

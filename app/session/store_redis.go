@@ -30,7 +30,8 @@ type RedisStore struct {
 	url    string // without the password, for messages
 	log    *slog.Logger
 
-	down atomic.Bool
+	down   atomic.Bool
+	errors atomic.Uint64 // calls that failed for want of Redis
 	mu   sync.Mutex // guards the recovery loop's start
 	stop chan struct{}
 	done sync.WaitGroup
@@ -79,6 +80,9 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
+// Errors counts the calls that failed because Redis did not answer.
+func (s *RedisStore) Errors() uint64 { return s.errors.Load() }
+
 // Available reports whether Redis answered the last call.
 func (s *RedisStore) Available() bool { return !s.down.Load() }
 
@@ -86,6 +90,7 @@ func (s *RedisStore) Available() bool { return !s.down.Load() }
 // starts an outage.
 func (s *RedisStore) do(ctx context.Context, f func(ctx context.Context) error) error {
 	if s.down.Load() {
+		s.errors.Add(1)
 		return fmt.Errorf("%w: Redis at %s is down", ErrUnavailable, s.url)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -98,6 +103,7 @@ func (s *RedisStore) do(ctx context.Context, f func(ctx context.Context) error) 
 			return err
 		}
 	}
+	s.errors.Add(1)
 	s.outage(err)
 	return fmt.Errorf("%w: Redis at %s: %v", ErrUnavailable, s.url, err)
 }
