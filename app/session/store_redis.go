@@ -32,9 +32,9 @@ type RedisStore struct {
 
 	down   atomic.Bool
 	errors atomic.Uint64 // calls that failed for want of Redis
-	mu   sync.Mutex // guards the recovery loop's start
-	stop chan struct{}
-	done sync.WaitGroup
+	mu     sync.Mutex    // guards the recovery loop's start
+	stop   chan struct{}
+	done   sync.WaitGroup
 }
 
 // OpenRedisStore connects to rawURL (redis://[:password@]host:port/db) and
