@@ -131,8 +131,10 @@ func New(o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics()
-	rt.Observer = s.metrics
+	if o.Config.Websocket.Metrics != "" { // without metrics, requests are not timed
+		s.metrics = newMetrics()
+		rt.Observer = s.metrics
+	}
 	s.router.Store(rt)
 	if s.hooks, err = built.Servers(o.Config.Websocket.Service); err != nil {
 		return nil, fmt.Errorf("websocket.service: %w", err)
@@ -383,7 +385,9 @@ func (s *Server) Reload() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rt.Observer = s.metrics
+	if s.metrics != nil {
+		rt.Observer = s.metrics
+	}
 	old := s.cfg.Load()
 	s.router.Store(rt)
 	s.cfg.Store(cfg)
