@@ -100,19 +100,29 @@ func (o *Outbox) Release() {
 
 // Send queues a message. It reports false when the outbox is closing or
 // has just dropped its peer because the queue is full.
-func (o *Outbox) Send(m *dce.Message) bool { return o.enqueue(frame{m: m}) }
-
-// Reply queues a reply carrying the request ID; it is never held back by
-// the coalescing gap.
-func (o *Outbox) Reply(path string, id int64, hasID bool, body []byte) {
-	o.enqueue(frame{m: &dce.Message{Path: path, Body: body}, id: id, hasID: hasID})
+func (o *Outbox) Send(m *dce.Message) bool {
+	ok, _ := o.enqueue(frame{m: m})
+	return ok
 }
 
-func (o *Outbox) enqueue(f frame) bool {
+// Reply queues a reply carrying the request ID; it is never held back by
+// the coalescing gap. It is called by the connection's own reader: when no
+// writer runs, that goroutine writes the reply itself (its stack has grown
+// for the request already; a new writer goroutine would grow one again for
+// every round trip), and reads the next request once it is written.
+func (o *Outbox) Reply(path string, id int64, hasID bool, body []byte) {
+	if _, inline := o.enqueue(frame{m: &dce.Message{Path: path, Body: body}, id: id, hasID: hasID}); inline {
+		o.writeLoop()
+	}
+}
+
+// enqueue adds f; inline reports that the caller is to run the writer (a
+// reply found none running).
+func (o *Outbox) enqueue(f frame) (ok, inline bool) {
 	o.mu.Lock()
 	if o.closing {
 		o.mu.Unlock()
-		return false
+		return false, false
 	}
 	if f.m.Mode == dce.Latest {
 		for i := len(o.queue) - 1; i >= 0; i-- {
@@ -120,7 +130,7 @@ func (o *Outbox) enqueue(f frame) bool {
 				o.queue[i] = f
 				o.mu.Unlock()
 				o.host.Pushed()
-				return true
+				return true, false
 			}
 		}
 	}
@@ -129,7 +139,7 @@ func (o *Outbox) enqueue(f frame) bool {
 		o.mu.Unlock()
 		o.host.Slow()
 		o.Drop("send queue full: the client reads too slowly")
-		return false
+		return false, false
 	}
 	if o.queue == nil {
 		o.queue = getQueue()
@@ -138,8 +148,8 @@ func (o *Outbox) enqueue(f frame) bool {
 	switch {
 	case !o.writing:
 		o.writing = true
-		if f.hasID { // a reply is never held back
-			go o.writeLoop()
+		if f.hasID { // a reply is never held back: its sender writes it
+			inline = true
 		} else {
 			o.startWriter()
 		}
@@ -149,7 +159,7 @@ func (o *Outbox) enqueue(f frame) bool {
 	}
 	o.mu.Unlock()
 	o.host.Pushed()
-	return true
+	return true, inline
 }
 
 // startWriter starts the writer (o.mu held). A peer written to less than
