@@ -4,13 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"dce/app/config"
 )
 
+// The registries are process-wide and refuse a second registration: each
+// test registers once, so that -count=N runs it again.
+var registerOnce = map[string]*sync.Once{"registry": {}, "culprit": {}, "config": {}}
+
 func TestRegistry(t *testing.T) {
-	Register("regtest", "ThingController", map[string]Action{"do": func(*Context) error { return nil }})
+	registerOnce["registry"].Do(func() {
+		Register("regtest", "ThingController", map[string]Action{"do": func(*Context) error { return nil }})
+	})
 	ps, err := Build([]string{"regtest"}, Env{})
 	if err != nil {
 		t.Fatal(err)
@@ -121,19 +128,21 @@ func TestStatusAndBody(t *testing.T) {
 // Server's hooks are typed fields.)
 func TestBuildNamesTheCulprit(t *testing.T) {
 	ok := func(*Context) error { return nil }
-	RegisterProject("bt-fails", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
-		return nil, errors.New("database unreachable")
-	})
-	RegisterProject("bt-nil", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) { return nil, nil })
-	RegisterProject("bt-panics", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) { panic("oops") })
-	RegisterProject("bt-nilaction", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
-		return &Project[NoConfig]{Controllers: map[string]map[string]Action{"PageController": {"show": nil}}}, nil
-	})
-	RegisterProject("bt-good", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
-		return &Project[NoConfig]{
-			Controllers: map[string]map[string]Action{"PageController": {"show": ok}},
-			Servers:     map[string]*Server{"GoodServer": {OnClose: func(Conn) {}}},
-		}, nil
+	registerOnce["culprit"].Do(func() {
+		RegisterProject("bt-fails", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
+			return nil, errors.New("database unreachable")
+		})
+		RegisterProject("bt-nil", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) { return nil, nil })
+		RegisterProject("bt-panics", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) { panic("oops") })
+		RegisterProject("bt-nilaction", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
+			return &Project[NoConfig]{Controllers: map[string]map[string]Action{"PageController": {"show": nil}}}, nil
+		})
+		RegisterProject("bt-good", "", NoConfig{}, func(Env, NoConfig) (*Project[NoConfig], error) {
+			return &Project[NoConfig]{
+				Controllers: map[string]map[string]Action{"PageController": {"show": ok}},
+				Servers:     map[string]*Server{"GoodServer": {OnClose: func(Conn) {}}},
+			}, nil
+		})
 	})
 	for project, want := range map[string]string{
 		"bt-fails":     "project bt-fails: database unreachable",
@@ -160,6 +169,8 @@ func TestBuildNamesTheCulprit(t *testing.T) {
 	}
 }
 
+var btSeen func(built, reloaded int) // the current run's record
+
 type btSettings struct {
 	N int `mapstructure:"n"`
 }
@@ -169,9 +180,19 @@ type btSettings struct {
 // project the new one.
 func TestProjectConfigAndReload(t *testing.T) {
 	var built, reloaded []int
-	RegisterProject("bt-config", "btconfig", btSettings{N: 1}, func(_ Env, s btSettings) (*Project[btSettings], error) {
-		built = append(built, s.N)
-		return &Project[btSettings]{Reload: func(s btSettings) { reloaded = append(reloaded, s.N) }}, nil
+	btSeen = func(b, r int) {
+		if b != 0 {
+			built = append(built, b)
+		}
+		if r != 0 {
+			reloaded = append(reloaded, r)
+		}
+	}
+	registerOnce["config"].Do(func() {
+		RegisterProject("bt-config", "btconfig", btSettings{N: 1}, func(_ Env, s btSettings) (*Project[btSettings], error) {
+			btSeen(s.N, 0)
+			return &Project[btSettings]{Reload: func(s btSettings) { btSeen(0, s.N) }}, nil
+		})
 	})
 	if _, err := Build([]string{"bt-config"}, Env{}); err != nil {
 		t.Fatal(err)
