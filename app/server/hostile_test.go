@@ -239,6 +239,7 @@ func TestStopDuringBroadcast(t *testing.T) {
 	}
 	// Stop while pushes are still on their way: some broadcasts queued.
 	waitFor(t, "broadcasts queued", func() bool { return s.Status().Pushes >= 10*(n+1) })
+	sender.Conn.Close() // it reads nothing: the stop would wait out its close grace
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

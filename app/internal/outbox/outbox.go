@@ -272,8 +272,8 @@ func writeFailure(err error) string {
 }
 
 // Close stops accepting frames, sends what is queued, then (WebSocket) a
-// close frame with code and reason, and closes: the peer gets a second to
-// answer before the socket closes.
+// close frame with code and reason, and closes: the peer gets closeGrace
+// to answer before the socket closes.
 func (o *Outbox) Close(code int, reason string) {
 	o.mu.Lock()
 	if o.closing {
@@ -376,8 +376,15 @@ func (o *Outbox) writeLoop() {
 	}
 }
 
+// closeGrace is how long a WebSocket peer has to answer a close frame
+// before its socket closes. A peer that answers later meets a closed
+// socket, and the reset that follows discards whatever it had not read
+// yet — the messages before the close among them — so this is generous: a
+// client starved of CPU for a second still reads everything.
+const closeGrace = 3 * time.Second
+
 // finishClose ends a connection whose close frame has been sent: a
-// WebSocket peer gets a second to answer, then the socket closes.
+// WebSocket peer gets closeGrace to answer, then the socket closes.
 func (o *Outbox) finishClose() {
 	if !o.enc.WebSocket {
 		o.nc.Close()
@@ -386,7 +393,7 @@ func (o *Outbox) finishClose() {
 	if cw, ok := o.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = o.nc.SetReadDeadline(time.Now().Add(time.Second))
+	_ = o.nc.SetReadDeadline(time.Now().Add(closeGrace))
 }
 
 const (
