@@ -3,15 +3,13 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"dce/app/config"
+	"dce/app/internal/redistest"
 	"dce/app/servertest"
 	"dce/app/session"
 )
@@ -147,30 +145,10 @@ func TestFileSessionsSurviveRestart(t *testing.T) {
 // redis store: a request that needs it is answered 503, the connection
 // stays and keeps working; when Redis is back, logins work again.
 func TestRedisLostWhileRunning(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	port := servertest.FreePort(t)
-	redis := func() *exec.Cmd {
-		cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < 100; i++ {
-			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-				c.Close()
-				return cmd
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Fatal("redis-server did not start")
-		return nil
-	}
-	cmd := redis()
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	redis := redistest.Start(t)
 	s := start(t, func(c *config.Config) {
 		c.Session.Store = "redis"
-		c.Redis.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+		c.Redis.URL = redis.URL()
 		c.Websocket.Metrics = "on"
 	})
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
@@ -179,8 +157,7 @@ func TestRedisLostWhileRunning(t *testing.T) {
 	c := servertest.DialWS(t, s.HTTPAddrs()[0], cookie(session.NewID()))
 	login(t, c)
 
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
+	redis.Stop()
 	c.Send(`srvtest/login:2;{}`)
 	if got := c.Read(); !strings.Contains(got, `"code":503`) {
 		t.Errorf("login during the outage: %s; want a 503 reply", got)
@@ -194,7 +171,7 @@ func TestRedisLostWhileRunning(t *testing.T) {
 		t.Errorf("/metrics during the outage lacks the store down and its errors")
 	}
 
-	cmd = redis()
+	redis.Restart()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c.Send(`srvtest/login:4;{}`)

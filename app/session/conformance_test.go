@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"dce/app/dce"
+	"dce/app/internal/redistest"
 )
 
 // testRedis is the machine's Redis (SPEC §9: the Redis store is tested
@@ -317,32 +317,10 @@ func TestFileStoreSweeps(t *testing.T) {
 // fail at once with a 503, one warning is logged however many calls fail,
 // and when Redis is back the store answers again by itself.
 func TestRedisOutage(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	port := freePort(t)
-	startRedis := func() *exec.Cmd {
-		cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		must(t, cmd.Start())
-		for i := 0; i < 100; i++ {
-			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-				c.Close()
-				return cmd
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Fatal("redis-server did not start")
-		return nil
-	}
-	stopRedis := func(cmd *exec.Cmd) {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
-	redisCmd := startRedis()
-	t.Cleanup(func() { stopRedis(redisCmd) })
+	redis := redistest.Start(t)
 
 	log := &lines{}
-	s, err := OpenRedisStore(fmt.Sprintf("redis://127.0.0.1:%d/0", port), "t:", slogTo(log))
+	s, err := OpenRedisStore(redis.URL(), "t:", slogTo(log))
 	must(t, err)
 	defer s.Close()
 	m := New(s, time.Minute, nil)
@@ -350,7 +328,7 @@ func TestRedisOutage(t *testing.T) {
 	m.Open(1, sid, true)
 	must(t, m.Login(1, 4))
 
-	stopRedis(redisCmd)
+	redis.Stop()
 	var de *dce.Error
 	for i := 0; i < 50; i++ {
 		err := m.Set(sid, "k", i)
@@ -365,7 +343,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("%d warnings for one outage; want 1", n)
 	}
 
-	redisCmd = startRedis() // empty: a restarted Redis without persistence
+	redis.Restart() // empty: a restarted Redis without persistence
 	deadline := time.Now().Add(10 * time.Second)
 	for !s.Available() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

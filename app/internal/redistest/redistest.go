@@ -1,0 +1,67 @@
+// Package redistest runs a private redis-server for fault tests: on a free
+// loopback port of its own, without persistence, stopped (by its PID) and
+// started again on the same port when the test says so.
+package redistest
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// Server is one private redis-server.
+type Server struct {
+	t    testing.TB
+	Port int
+	cmd  *exec.Cmd
+}
+
+// Start runs a redis-server on a free port, skipping the test when none
+// is installed; it is stopped at the end of the test.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, Port: ln.Addr().(*net.TCPAddr).Port}
+	ln.Close()
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+// Stop kills the server (an outage: no goodbye to its clients).
+func (s *Server) Stop() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart starts the server again on its port, empty, and waits until it
+// accepts connections.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	for range 250 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatal("redis-server did not start")
+}
