@@ -22,7 +22,7 @@ import (
 //
 //  1. a project's own lock (the chat's ImWebsocketService.mu, held while
 //     it queues pushes so they keep their order)
-//  2. session.Memory.mu (it calls nothing while held)
+//  2. session.Manager.mu (it calls nothing while held)
 //  3. Hub.mu (read by broadcasts, which run side by side)
 //  4. outbox.Outbox.mu (one connection's queue, taken briefly per enqueue)
 //  5. lockedConn.mu (a WebSocket's write lock, taken by a writer that holds
