@@ -151,6 +151,23 @@ func (c *Context) SessionID() string {
 // HTTP transport does).
 func (c *Context) UseSession(sid string) { c.sid = sid }
 
+// SetCookie adds a cookie to the HTTP response (call it before Reply). On
+// other transports there are no cookies: it returns an error. After a
+// login over HTTP, renew the session and hand the browser its new id:
+//
+//	id, err := c.Hub.Sessions().Renew(c.SessionID())
+//	if err != nil {
+//		return err
+//	}
+//	return c.SetCookie(&http.Cookie{Name: "dcesid", Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+func (c *Context) SetCookie(ck *http.Cookie) error {
+	if s, ok := c.replier.(interface{ SetCookie(*http.Cookie) }); ok {
+		s.SetCookie(ck)
+		return nil
+	}
+	return errors.New("cookies travel on HTTP responses only")
+}
+
 // Replied reports whether the action answered with Reply.
 func (c *Context) Replied() bool { return c.replied }
 

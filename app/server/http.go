@@ -150,6 +150,9 @@ func (h *httpWriter) Reply(_ string, data any) error {
 	return err
 }
 
+// SetCookie adds a cookie to the response (dce.Context.SetCookie).
+func (h *httpWriter) SetCookie(ck *http.Cookie) { http.SetCookie(h.w, ck) }
+
 func (h *httpWriter) NoNode(_ string, exists bool) {
 	if exists {
 		h.s.errorPage(h.w, http.StatusMethodNotAllowed, h.r.Method+" is not allowed for "+h.r.URL.Path)

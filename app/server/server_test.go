@@ -60,6 +60,9 @@ const nodes = `
 - path: whoami
   methods: [websocket, tcp, get]
   controller: T->whoami
+- path: renew
+  methods: [post, websocket]
+  controller: T->renew
 - path: wsonly
   methods: [websocket]
   controller: T->echo
@@ -171,6 +174,17 @@ func init() {
 			lastHub = c.Hub
 			sessionsMu.Unlock()
 			return c.Hub.Sessions().Login(c.Conn.FD(), 42)
+		},
+		"renew": func(c *dce.Context) error { // a login over HTTP renews the session
+			id, err := c.Hub.Sessions().Renew(c.SessionID())
+			if err != nil {
+				return err
+			}
+			if err := c.SetCookie(&http.Cookie{Name: "dcesid", Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}); err != nil {
+				return dce.Fail(400, "%v", err)
+			}
+			c.Assign("sid", id)
+			return nil
 		},
 		"whoami": func(c *dce.Context) error {
 			c.Assign("sid", c.SessionID())

@@ -122,6 +122,42 @@ func TestHTTPSession(t *testing.T) {
 	}
 }
 
+// TestRenewOverHTTP: an HTTP action renews the request's session and sets
+// the new cookie; the session's data moved with it. Over WebSocket there
+// is no cookie to set: the action says so.
+func TestRenewOverHTTP(t *testing.T) {
+	s := start(t, nil)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	old := session.NewID()
+	if err := s.Hub().Sessions().Set(old, "cart", 3); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+s.HTTPAddrs()[0]+"/srvtest/renew", nil)
+	req.Header.Set("Cookie", "dcesid="+old)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Data struct{ Sid string } `json:"data"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	want := "dcesid=" + r.Data.Sid + "; Path=/; HttpOnly; SameSite=Lax"
+	if !session.ValidID(r.Data.Sid) || r.Data.Sid == old || resp.Header.Get("Set-Cookie") != want {
+		t.Fatalf("renew: sid %q, Set-Cookie %q; want a new id and %q", r.Data.Sid, resp.Header.Get("Set-Cookie"), want)
+	}
+	var cart int
+	if ok, _ := s.Hub().Sessions().Get(r.Data.Sid, "cart", &cart); !ok || cart != 3 {
+		t.Errorf("the data did not move to the new id: %d %v", cart, ok)
+	}
+	c := servertest.DialWS(t, s.HTTPAddrs()[0])
+	c.Send(`srvtest/renew:1;{}`)
+	if got := c.Read(); !strings.Contains(got, "cookies travel on HTTP responses only") {
+		t.Errorf("renew over WebSocket: %s", got)
+	}
+}
+
 // TestFileSessionsSurviveRestart: with session.store file, a logged-in
 // session is still logged in after the server is stopped and started again.
 func TestFileSessionsSurviveRestart(t *testing.T) {
