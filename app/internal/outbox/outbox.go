@@ -112,7 +112,7 @@ func (o *Outbox) Send(m *dce.Message) bool {
 // every round trip), and reads the next request once it is written.
 func (o *Outbox) Reply(path string, id int64, hasID bool, body []byte) {
 	if _, inline := o.enqueue(frame{m: &dce.Message{Path: path, Body: body}, id: id, hasID: hasID}); inline {
-		o.writeLoop()
+		o.writeInline()
 	}
 }
 
@@ -345,35 +345,57 @@ func (o *Outbox) State() (writing, deferred bool) {
 	return o.writing, o.deferred
 }
 
+// writeInline writes one batch — the reply and whatever joined it — in the
+// caller's goroutine. What is queued meanwhile (a busy room's pushes) goes
+// to a writer goroutine, so the connection's reader is held for one write
+// at most, never for as long as pushes keep coming.
+func (o *Outbox) writeInline() {
+	if o.writeOne() {
+		go o.writeLoop()
+	}
+}
+
 // writeLoop drains the queue in batches: one write (one syscall, writev
 // for large bodies) per batch.
 func (o *Outbox) writeLoop() {
-	for {
-		o.mu.Lock()
-		batch := o.queue
-		o.queue = nil
-		if len(batch) == 0 {
-			o.writing = false
-			o.mu.Unlock()
-			return
-		}
-		code, reason := o.closeCode, o.reason
-		o.lastWrite = nanotime()
-		o.mu.Unlock()
-		closed, err := o.writeBatch(batch, code, reason)
-		putQueue(batch)
-		if err != nil {
-			o.Drop(writeFailure(err))
-		} else if closed {
-			o.finishClose()
-		}
-		if err != nil || closed {
-			o.mu.Lock()
-			o.writing = false
-			o.mu.Unlock()
-			return
-		}
+	for o.writeOne() {
 	}
+}
+
+// writeOne writes what is queued as one batch (o.writing set); more
+// reports that frames came meanwhile and the writer is still due.
+func (o *Outbox) writeOne() (more bool) {
+	o.mu.Lock()
+	batch := o.queue
+	o.queue = nil
+	if len(batch) == 0 {
+		o.writing = false
+		o.mu.Unlock()
+		return false
+	}
+	code, reason := o.closeCode, o.reason
+	o.lastWrite = nanotime()
+	o.mu.Unlock()
+	closed, err := o.writeBatch(batch, code, reason)
+	putQueue(batch)
+	if err != nil {
+		o.Drop(writeFailure(err))
+	} else if closed {
+		o.finishClose()
+	}
+	if err != nil || closed {
+		o.mu.Lock()
+		o.writing = false
+		o.mu.Unlock()
+		return false
+	}
+	o.mu.Lock()
+	more = len(o.queue) > 0
+	if !more {
+		o.writing = false
+	}
+	o.mu.Unlock()
+	return more
 }
 
 // closeGrace is how long a WebSocket peer has to answer a close frame

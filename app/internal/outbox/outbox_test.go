@@ -285,3 +285,30 @@ func TestPingDoesNotWaitForAStuckPeer(t *testing.T) {
 		}
 	}
 }
+
+// A reply that found no writer is written by its caller (the connection's
+// reader), but only its own batch: pushes queued while it was written go
+// to a writer goroutine, so the reader is not held while a busy room keeps
+// pushing.
+func TestReplyHoldsItsCallerForOneWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, r, _ := pipe(t, newHost(), false)
+		returned := make(chan struct{})
+		go func() { o.Reply("r", 1, true, []byte(`{}`)); close(returned) }()
+		synctest.Wait() // the reply's write waits for the peer to read
+		o.Send(msg("m", `1`, dce.Queue))
+		o.Send(msg("m", `2`, dce.Queue))
+		if got := line(t, r); got != "r:1;{}" {
+			t.Fatalf("first %q; want the reply", got)
+		}
+		synctest.Wait()
+		select {
+		case <-returned:
+		default:
+			t.Fatal("Reply still holds its caller while the pushes queued behind it wait to be read")
+		}
+		if a, b := line(t, r), line(t, r); a != "m;1" || b != "m;2" {
+			t.Errorf("then %q, %q; want the pushes, by a writer of their own", a, b)
+		}
+	})
+}
