@@ -42,6 +42,7 @@ type Config struct {
 	Debug     Debug     `mapstructure:"debug"`
 	Session   Session   `mapstructure:"session"`
 	Redis     Redis     `mapstructure:"redis"`
+	Cluster   Cluster   `mapstructure:"cluster"`
 	// Sections holds the registered project sections by key, each a
 	// value of its registered struct type.
 	Sections map[string]any `mapstructure:"-"`
@@ -60,6 +61,13 @@ type Session struct {
 type Redis struct {
 	URL    string `mapstructure:"url"`    // redis://[:password@]host:port/db
 	Prefix string `mapstructure:"prefix"` // of every key this server writes
+}
+
+// Cluster joins several servers on one Redis (SPEC §10); off when Redis is "".
+type Cluster struct {
+	Redis     string        `mapstructure:"redis"`      // redis://host:port/db; env DCE_CLUSTER_REDIS
+	Node      string        `mapstructure:"node"`       // this node's name; "" is host name and port
+	DeadAfter time.Duration `mapstructure:"dead_after"` // a node silent this long is dead
 }
 
 // Debug holds switches for measuring the server.
@@ -146,6 +154,7 @@ func Default() Config {
 		},
 		Session: Session{Name: "dcesid", TTL: time.Hour, CookiePath: "/", Store: "memory"},
 		Redis:   Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "dce:"},
+		Cluster: Cluster{DeadAfter: 10 * time.Second},
 	}
 }
 
@@ -194,6 +203,12 @@ func (c *Config) validate(bad func(key, want string)) {
 	}
 	if !strings.HasPrefix(c.Redis.URL, "redis://") && !strings.HasPrefix(c.Redis.URL, "rediss://") {
 		bad("redis.url", "redis://[:password@]host:port/db")
+	}
+	if r := c.Cluster.Redis; r != "" && !strings.HasPrefix(r, "redis://") && !strings.HasPrefix(r, "rediss://") {
+		bad("cluster.redis", "redis://[:password@]host:port/db, or empty for one node")
+	}
+	if c.Cluster.DeadAfter < time.Second {
+		bad("cluster.dead_after", "a duration of at least 1s")
 	}
 	w := &c.Websocket
 	port := func(key string, p int, zeroOK bool) {

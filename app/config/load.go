@@ -67,6 +67,7 @@ func Load(src Source) (*Config, error) {
 	l.schema["debug"] = section{ptr: &def.Debug}
 	l.schema["session"] = section{ptr: &def.Session}
 	l.schema["redis"] = section{ptr: &def.Redis}
+	l.schema["cluster"] = section{ptr: &def.Cluster}
 	sectionsMu.Lock()
 	for k, s := range sections {
 		l.schema[k] = s
@@ -105,6 +106,7 @@ func Load(src Source) (*Config, error) {
 		cfg.Debug = out["debug"].Interface().(Debug)
 		cfg.Session = out["session"].Interface().(Session)
 		cfg.Redis = out["redis"].Interface().(Redis)
+		cfg.Cluster = out["cluster"].Interface().(Cluster)
 		l.keepDistance(cfg, filePort)
 		cfg.validate(l.bad)
 	}

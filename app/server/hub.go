@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"dce/app/cluster"
 	"dce/app/config"
 	"dce/app/dce"
 	"dce/app/session"
@@ -42,6 +43,10 @@ type Hub struct {
 	addrs    addresses    // connections and connect rate per source address
 
 	stats stats
+
+	// bus carries broadcasts to the other nodes of a cluster; nil on one
+	// node. Set before the listeners open, never changed.
+	bus *cluster.Cluster
 }
 
 type stats struct {
@@ -133,17 +138,41 @@ func (h *Hub) Send(fds []uint64, m *dce.Message) int {
 	return n
 }
 
-// PushMember implements dce.Hub: data to every connection of member.
+// PushMember implements dce.Hub: data to every connection of member — on
+// every node of a cluster. It returns how many of this node's took it.
 func (h *Hub) PushMember(member int64, path string, data any) (int, error) {
 	m, err := dce.NewMessage(path, data, dce.Queue)
 	if err != nil {
 		return 0, err
 	}
+	if h.bus != nil {
+		_ = h.bus.Publish(cluster.Envelope{To: cluster.ToMember, Member: member, Path: m.Path, Body: m.Body, Mode: m.Mode, Bare: m.Bare})
+	}
 	return h.Send(h.sessions.MemberConns(member), m), nil
 }
 
-// SendAll implements dce.Hub.
+// SendAll implements dce.Hub: every connection — of every node in a
+// cluster (one publish; each node fans out to its own). It returns how many
+// of this node's took it.
 func (h *Hub) SendAll(m *dce.Message) int {
+	if h.bus != nil {
+		_ = h.bus.Publish(cluster.Envelope{To: cluster.ToAll, Path: m.Path, Body: m.Body, Mode: m.Mode, Bare: m.Bare})
+	}
+	return h.sendAllLocal(m)
+}
+
+// deliver hands another node's envelope to this node's connections.
+func (h *Hub) deliver(e cluster.Envelope) {
+	m := &dce.Message{Path: e.Path, Body: e.Body, Mode: e.Mode, Bare: e.Bare}
+	switch e.To {
+	case cluster.ToAll:
+		h.sendAllLocal(m)
+	case cluster.ToMember:
+		h.Send(h.sessions.MemberConns(e.Member), m)
+	}
+}
+
+func (h *Hub) sendAllLocal(m *dce.Message) int {
 	n := 0
 	h.mu.RLock()
 	defer h.mu.RUnlock()

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"dce/app/cluster"
 	"dce/app/config"
 	"dce/app/dce"
 	"dce/app/router"
@@ -178,6 +180,22 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 // background. When a listener fails, those already open are closed.
 func (s *Server) Start() (err error) {
 	cfg := s.cfg.Load().Websocket
+	if cc := s.cfg.Load().Cluster; cc.Redis != "" {
+		node := cc.Node
+		if node == "" {
+			host, _ := os.Hostname()
+			node = host + ":" + strconv.Itoa(cfg.Port)
+		}
+		c, err := cluster.Join(cluster.Options{
+			URL: cc.Redis, Prefix: s.cfg.Load().Redis.Prefix, Node: node, DeadAfter: cc.DeadAfter,
+			Log: s.log, Deliver: s.hub.deliver,
+		})
+		if err != nil {
+			return err
+		}
+		s.hub.bus = c
+		s.log.Info("Joined the cluster as node " + node + " (cluster.redis).")
+	}
 	for _, h := range s.hooks {
 		if h.BeforeStart == nil {
 			continue
@@ -355,6 +373,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				c.out.Drop("shutdown timeout")
 			}
 			<-waited
+		}
+		if s.hub.bus != nil { // the others see this node gone at once
+			s.hub.bus.Close()
 		}
 		if s.metricsSrv != nil { // the last to go: /readyz says "stopping" until the end
 			_ = s.metricsSrv.Close()

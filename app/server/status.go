@@ -27,7 +27,9 @@ type Status struct {
 	OpenFiles     int               `json:"open_files"`
 	Memory        map[string]uint64 `json:"memory"`
 	CPUSeconds    float64           `json:"cpu_seconds"`
-	RateLimit     float64           `json:"rate_limit"` // messages per second per connection in force; 0 is off
+	RateLimit     float64           `json:"rate_limit"`              // messages per second per connection in force; 0 is off
+	Node          string            `json:"node,omitempty"`          // in a cluster: this node's name
+	ClusterNodes  []string          `json:"cluster_nodes,omitempty"` // in a cluster: the live nodes
 }
 
 // Status collects the live counters.
@@ -43,7 +45,7 @@ func (s *Server) Status() Status {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	return Status{
+	st := Status{
 		PID:           os.Getpid(),
 		StartTime:     s.started.Format(time.RFC3339),
 		Uptime:        up.Round(time.Second).String(),
@@ -68,6 +70,11 @@ func (s *Server) Status() Status {
 		CPUSeconds: cpu,
 		RateLimit:  s.hub.limits().RateLimit,
 	}
+	if b := s.hub.bus; b != nil {
+		st.Node = b.Node()
+		st.ClusterNodes, _ = b.Nodes()
+	}
+	return st
 }
 
 // openFiles counts this process's file descriptors (-1 where /proc is missing).

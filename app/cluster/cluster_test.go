@@ -1,0 +1,73 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func machineRedis(t *testing.T) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
+	if err != nil {
+		if os.Getenv("DCE_TEST_REDIS") == "require" {
+			t.Fatalf("the machine's Redis is required: %v", err)
+		}
+		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)
+	}
+	c.Close()
+	return "redis://127.0.0.1:6379/0"
+}
+
+// TestDeadNodeLeaves: a node that stopped beating (killed: it never said
+// goodbye) is not listed once dead_after has passed, and the heartbeat of
+// the living removes it.
+func TestDeadNodeLeaves(t *testing.T) {
+	url := machineRedis(t)
+	prefix := fmt.Sprintf("dcetest:%d:", rand.Uint64())
+	c, err := Join(Options{URL: url, Prefix: prefix, Node: "alive", DeadAfter: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	old := float64(time.Now().Add(-2 * time.Second).UnixMilli()) // its last beat, 2 s ago
+	if err := c.rdb.Do(ctx, c.rdb.B().Zadd().Key(c.nodesKey()).ScoreMember().ScoreMember(old, "killed").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := c.Nodes(); err != nil || !slices.Equal(nodes, []string{"alive"}) {
+		t.Errorf("Nodes = %v %v; want only the living", nodes, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, _ := c.rdb.Do(ctx, c.rdb.B().Zcard().Key(c.nodesKey()).Build()).AsInt64()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead node was never removed from the set")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestJoinNamesTheURL: a Redis that does not answer is an error naming it.
+func TestJoinNamesTheURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	_, err = Join(Options{URL: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", Node: "x"})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(port)) {
+		t.Fatalf("Join(down) = %v; want an error naming the URL", err)
+	}
+}
