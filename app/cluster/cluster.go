@@ -148,7 +148,10 @@ func (c *Cluster) listen(subscribed chan struct{}) {
 	for ctx.Err() == nil {
 		dc, release := c.rdb.Dedicate()
 		wait := dc.SetPubSubHooks(rueidis.PubSubHooks{
-			OnSubscription: func(rueidis.PubSubSubscription) { once.Do(func() { close(subscribed) }); backoff = 100 * time.Millisecond },
+			OnSubscription: func(rueidis.PubSubSubscription) {
+				once.Do(func() { close(subscribed) })
+				backoff = 100 * time.Millisecond
+			},
 			OnMessage: func(m rueidis.PubSubMessage) {
 				var e Envelope
 				if json.Unmarshal([]byte(m.Message), &e) == nil && e.From != c.o.Node && c.o.Deliver != nil {
