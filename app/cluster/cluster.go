@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -146,11 +147,12 @@ func (c *Cluster) listen(subscribed chan struct{}) {
 	backoff := 100 * time.Millisecond
 	var once sync.Once
 	for ctx.Err() == nil {
+		var ok atomic.Bool // the subscription took: the next failure starts the backoff over
 		dc, release := c.rdb.Dedicate()
 		wait := dc.SetPubSubHooks(rueidis.PubSubHooks{
 			OnSubscription: func(rueidis.PubSubSubscription) {
 				once.Do(func() { close(subscribed) })
-				backoff = 100 * time.Millisecond
+				ok.Store(true)
 			},
 			OnMessage: func(m rueidis.PubSubMessage) {
 				var e Envelope
@@ -169,6 +171,9 @@ func (c *Cluster) listen(subscribed chan struct{}) {
 		release()
 		if ctx.Err() != nil {
 			return
+		}
+		if ok.Load() {
+			backoff = 100 * time.Millisecond
 		}
 		c.logErr("subscription", err)
 		select {
