@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"dce/app/internal/redistest"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -69,5 +70,58 @@ func TestJoinNamesTheURL(t *testing.T) {
 	_, err = Join(Options{URL: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0", Node: "x"})
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(port)) {
 		t.Fatalf("Join(down) = %v; want an error naming the URL", err)
+	}
+}
+
+// TestRedisRestart: a private Redis stops under two nodes and starts again
+// on the same port: both re-subscribe and beat again by themselves, and a
+// broadcast gets through once more.
+func TestRedisRestart(t *testing.T) {
+	redis := redistest.Start(t)
+	got := make(chan Envelope, 16)
+	join := func(name string, deliver func(Envelope)) *Cluster {
+		c, err := Join(Options{URL: redis.URL(), Prefix: "t:", Node: name, DeadAfter: 3 * time.Second, Deliver: deliver})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	join("a", func(e Envelope) { got <- e })
+	b := join("b", nil)
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			_ = b.Publish(Envelope{To: ToAll, Path: "p", Body: []byte(what)})
+			select {
+			case e := <-got:
+				if string(e.Body) == what && e.From == "b" {
+					return
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: nothing arrived", what)
+			}
+		}
+	}
+	waitFor("before")
+	redis.Stop()
+	if err := b.Publish(Envelope{To: ToAll, Path: "p"}); err == nil {
+		t.Error("a publish without Redis reported success")
+	}
+	redis.Restart()
+	waitFor("after the restart")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		nodes, _ := b.Nodes()
+		if slices.Equal(nodes, []string{"a", "b"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live nodes after the restart: %v; want both beating again", nodes)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
