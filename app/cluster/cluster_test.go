@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,24 +13,11 @@ import (
 	"time"
 )
 
-func machineRedis(t *testing.T) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
-	if err != nil {
-		if os.Getenv("DCE_TEST_REDIS") == "require" {
-			t.Fatalf("the machine's Redis is required: %v", err)
-		}
-		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)
-	}
-	c.Close()
-	return "redis://127.0.0.1:6379/0"
-}
-
 // TestDeadNodeLeaves: a node that stopped beating (killed: it never said
 // goodbye) is not listed once dead_after has passed, and the heartbeat of
 // the living removes it.
 func TestDeadNodeLeaves(t *testing.T) {
-	url := machineRedis(t)
+	url := redistest.Machine(t)
 	prefix := fmt.Sprintf("dcetest:%d:", rand.Uint64())
 	c, err := Join(Options{URL: url, Prefix: prefix, Node: "alive", DeadAfter: 1500 * time.Millisecond})
 	if err != nil {

@@ -4,37 +4,20 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"dce/app/config"
+	"dce/app/internal/redistest"
 	"dce/app/servertest"
 )
-
-// machineRedis is the machine's Redis, which the cluster tests share under
-// a key prefix of their own; without it they skip, except where
-// DCE_TEST_REDIS=require (CI).
-func machineRedis(t *testing.T) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
-	if err != nil {
-		if os.Getenv("DCE_TEST_REDIS") == "require" {
-			t.Fatalf("the machine's Redis is required: %v", err)
-		}
-		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)
-	}
-	c.Close()
-	return "redis://127.0.0.1:6379/0"
-}
 
 // TestClusterDelivery: two servers on one Redis. A broadcast on one
 // reaches the clients of both exactly once; each node lists both as live;
 // a node that stops leaves the list at once.
 func TestClusterDelivery(t *testing.T) {
-	url := machineRedis(t)
+	url := redistest.Machine(t)
 	prefix := fmt.Sprintf("dcetest:%d:", rand.Uint64())
 	node := func(name string) func(*config.Config) {
 		return func(c *config.Config) {

@@ -6,6 +6,7 @@ package redistest
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -64,4 +65,20 @@ func (s *Server) Restart() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatal("redis-server did not start")
+}
+
+// Machine returns the URL of the machine's Redis (127.0.0.1:6379), which
+// tests share under key prefixes of their own. Without it the test skips,
+// except where DCE_TEST_REDIS=require (CI), where it fails.
+func Machine(t testing.TB) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
+	if err != nil {
+		if os.Getenv("DCE_TEST_REDIS") == "require" {
+			t.Fatalf("the machine's Redis is required (DCE_TEST_REDIS=require): %v", err)
+		}
+		t.Skipf("no Redis at 127.0.0.1:6379 (start one, or CI's .ci/run does): %v", err)
+	}
+	c.Close()
+	return "redis://127.0.0.1:6379/0"
 }
