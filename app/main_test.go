@@ -137,11 +137,10 @@ func cleanEnv() []string {
 	return env
 }
 
-// startServer runs `./dce websocket start` in the background.
-func startServer(t *testing.T, dir string) (*exec.Cmd, *lockedBuffer) {
+// background starts cmd with its output collected, and kills it at the end
+// of the test if it still runs.
+func background(t *testing.T, cmd *exec.Cmd) *lockedBuffer {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(dir, "dce"), "websocket", "start")
-	cmd.Env = cleanEnv()
 	log := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -153,6 +152,15 @@ func startServer(t *testing.T, dir string) (*exec.Cmd, *lockedBuffer) {
 			_ = cmd.Wait()
 		}
 	})
+	return log
+}
+
+// startServer runs `./dce websocket start` in the background.
+func startServer(t *testing.T, dir string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(dir, "dce"), "websocket", "start")
+	cmd.Env = cleanEnv()
+	log := background(t, cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if out, code := dce(t, dir, "websocket", "status"); code == 0 && strings.Contains(out, `"connections"`) {
@@ -355,17 +363,7 @@ func startLimited(t *testing.T, dir string, n int, env []string, args ...string)
 	cmd := exec.Command("sh", sh...)
 	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), env...)
-	log := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	log := background(t, cmd)
 	waitLog(t, log, "Connections: at most")
 	return cmd, log
 }

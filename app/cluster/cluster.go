@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"dce/app/dce"
+	"dce/app/internal/redisconn"
 )
 
 // Envelope is one message travelling between nodes.
@@ -67,25 +67,16 @@ type Cluster struct {
 // Join connects to Redis (an error naming the URL when it does not answer),
 // beats, and listens to the other nodes until Close.
 func Join(o Options) (*Cluster, error) {
-	shown := "(unparsable URL)"
-	if u, err := url.Parse(o.URL); err == nil {
-		shown = u.Redacted()
-	}
-	opt, err := rueidis.ParseURL(o.URL)
+	rdb, err := redisconn.Dial(o.URL, "cluster.redis", true)
 	if err != nil {
-		return nil, fmt.Errorf("cluster.redis %s: %w", shown, err)
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	opt.DisableCache = true
-	opt.Dialer.Timeout = time.Second
+	shown := redisconn.Redact(o.URL)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.DeadAfter <= 0 {
 		o.DeadAfter = 10 * time.Second
-	}
-	rdb, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: Redis at %s does not answer: %w", shown, err)
 	}
 	c := &Cluster{o: o, rdb: rdb, url: shown, stop: make(chan struct{})}
 	if err := c.beat(); err != nil {

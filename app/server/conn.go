@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"dce/app/dce"
 	"dce/app/internal/outbox"
@@ -63,10 +64,11 @@ type outboxHost Hub
 
 func (h *outboxHost) Limits() outbox.Limits {
 	lim := (*Hub)(h).limits()
-	return outbox.Limits{Queue: lim.SendQueue, WriteTimeout: lim.WriteTimeout, Coalesce: (*Hub)(h).coalesce()}
+	return outbox.Limits{Queue: lim.SendQueue, WriteTimeout: lim.WriteTimeout}
 }
-func (h *outboxHost) Pushed() { h.stats.pushes.Add(1) }
-func (h *outboxHost) Slow()   { h.stats.slow.Add(1) }
+func (h *outboxHost) Coalesce() time.Duration { return (*Hub)(h).coalesce() }
+func (h *outboxHost) Pushed()                 { h.stats.pushes.Add(1) }
+func (h *outboxHost) Slow()                   { h.stats.slow.Add(1) }
 
 // encoding frames this server's messages for a transport.
 func (s *Server) encoding(transport string) outbox.Encoding {

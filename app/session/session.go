@@ -45,9 +45,6 @@ type Manager struct {
 	onlineFD []uint64                   // fds in conns, ascending; likewise
 }
 
-// Memory is the manager with a memory store (the default).
-type Memory = Manager
-
 var _ dce.Sessions = (*Manager)(nil)
 
 // DefaultTTL is how long an unused session lives (session.ttl).

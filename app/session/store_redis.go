@@ -2,11 +2,11 @@ package session
 
 import (
 	"context"
+	"dce/app/internal/redisconn"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,43 +41,18 @@ type RedisStore struct {
 // checks that Redis answers: a Redis that is down at start is an error
 // naming the URL.
 func OpenRedisStore(rawURL, prefix string, log *slog.Logger) (*RedisStore, error) {
-	shown := redactURL(rawURL)
-	opt, err := rueidis.ParseURL(rawURL)
+	rdb, err := redisconn.Dial(rawURL, "redis.url", false) // the store's own loop reconnects
 	if err != nil {
-		return nil, fmt.Errorf("redis.url %s: %w", shown, err)
+		return nil, fmt.Errorf("session store: %w", err)
 	}
-	opt.Dialer.Timeout = time.Second
-	opt.ConnWriteTimeout = time.Second
-	opt.DisableCache = true // no client-side caching: every node reads Redis
-	opt.DisableRetry = true // a failure is reported at once: the store's own loop reconnects
-	opt.DisableAutoPipelining = false
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rdb, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("session store: Redis at %s does not answer: %w", shown, err)
-	}
-	s := &RedisStore{rdb: rdb, prefix: prefix, url: shown, log: log, stop: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := s.ping(ctx); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("session store: Redis at %s does not answer: %w", shown, err)
-	}
-	return s, nil
+	return &RedisStore{rdb: rdb, prefix: prefix, url: redisconn.Redact(rawURL), log: log, stop: make(chan struct{})}, nil
 }
 
 func (s *RedisStore) ping(ctx context.Context) error {
 	return s.rdb.Do(ctx, s.rdb.B().Ping().Build()).Error()
-}
-
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // Errors counts the calls that failed because Redis did not answer.

@@ -25,15 +25,16 @@ import (
 type Limits struct {
 	Queue        int           // frames waiting at most; past it the peer is dropped as slow
 	WriteTimeout time.Duration // one batch's write; past it the peer is dropped
-	Coalesce     time.Duration // least time between two writes to one peer; 0 writes at once
 }
 
 // Host is what an outbox needs from the server it belongs to; one Host
-// serves every outbox of a server.
+// serves every outbox of a server. Limits is asked at every enqueue (a
+// broadcast asks it once per connection): keep it an atomic load.
 type Host interface {
 	Limits() Limits
-	Pushed() // a frame was queued
-	Slow()   // a peer was dropped for a full queue
+	Coalesce() time.Duration // least time between two writes to one peer; 0 writes at once
+	Pushed()                 // a frame was queued
+	Slow()                   // a peer was dropped for a full queue
 }
 
 // Outbox is one connection's outgoing side. The zero value is not ready:
@@ -169,7 +170,7 @@ func (o *Outbox) enqueue(f frame) (ok, inline bool) {
 // outbox keeps its own rhythm, so the writes of 10,000 connections spread
 // over the gap instead of bunching at one tick.
 func (o *Outbox) startWriter() {
-	if gap := o.host.Limits().Coalesce; gap > 0 {
+	if gap := o.host.Coalesce(); gap > 0 {
 		if wait := min(o.lastWrite+int64(gap)-nanotime(), int64(gap)); wait > 0 {
 			o.deferred = true
 			if o.timer == nil {

@@ -19,12 +19,14 @@ import (
 // host is a fixed set of limits and the counters an outbox reports to.
 type host struct {
 	lim          Limits
+	gap          time.Duration
 	pushed, slow atomic.Int64
 }
 
-func (h *host) Limits() Limits { return h.lim }
-func (h *host) Pushed()        { h.pushed.Add(1) }
-func (h *host) Slow()          { h.slow.Add(1) }
+func (h *host) Limits() Limits          { return h.lim }
+func (h *host) Coalesce() time.Duration { return h.gap }
+func (h *host) Pushed()                 { h.pushed.Add(1) }
+func (h *host) Slow()                   { h.slow.Add(1) }
 
 func newHost() *host { return &host{lim: Limits{Queue: 64, WriteTimeout: time.Second}} }
 
@@ -159,7 +161,7 @@ func TestWebSocketHeaders(t *testing.T) {
 func TestCoalescingGap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHost()
-		h.lim.Coalesce = 50 * time.Millisecond
+		h.gap = 50 * time.Millisecond
 		o, r, _ := pipe(t, h, false)
 		start := time.Now()
 		o.Send(msg("m", `1`, dce.Queue)) // idle: written at once

@@ -65,6 +65,8 @@ func (l tcpLine) close() { l.c.Close() }
 
 // chatView is what the terminal shows: the online list and who "you" are.
 type chatView struct {
+	loggedOut chan struct{} // closed when the logout's reply has come
+
 	mu     sync.Mutex
 	out    io.Writer
 	me     int64
@@ -96,7 +98,7 @@ func (ctl *ImChatController) run(c *dce.Context) error {
 		return dce.Fail(503, "%v", err)
 	}
 	defer conn.close()
-	v := &chatView{out: out}
+	v := &chatView{out: out, loggedOut: make(chan struct{})}
 	login, _ := json.Marshal(map[string]any{"nickname": nickname, "brief": brief, "history": 20})
 	if err := conn.send("sample/im/login:1;" + string(login)); err != nil {
 		return dce.Fail(503, "%s: %v", where, err)
@@ -122,8 +124,15 @@ func (ctl *ImChatController) run(c *dce.Context) error {
 		case text, ok := <-lines:
 			switch t := strings.TrimSpace(text); {
 			case !ok || t == "/quit":
-				_ = conn.send("sample/im/logout;{}")
-				time.Sleep(50 * time.Millisecond) // let the logout leave before the close
+				// Close only once the server has the logout: a close with
+				// pushes still unread could reset the connection and lose it.
+				if conn.send("sample/im/logout:"+strconv.Itoa(id+1)+";{}") == nil {
+					select {
+					case <-v.loggedOut:
+					case <-ended:
+					case <-time.After(2 * time.Second):
+					}
+				}
 				return nil
 			case t == "/who":
 				v.who()
@@ -195,6 +204,8 @@ func (ctl *ImChatController) receive(conn line, v *chatView) error {
 				}
 				v.printf("[%s] %s: %s\n", t, who, m.Message)
 			}
+		case path == "sample/im/logout" && id != "": // the reply to /quit's logout
+			close(v.loggedOut)
 		case id != "": // a reply
 			var st struct {
 				Status  *bool  `json:"status"`
