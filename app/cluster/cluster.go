@@ -4,8 +4,10 @@
 // pub/sub channel that carries each broadcast once to every node, which fans
 // it out to its own connections.
 //
-// This is the cluster's first part: delivery and liveness. Cluster-wide
-// presence and shared chat state build on it.
+// Presence (presence.go) rides on both: each node keeps its logged-in
+// members in a hash of its own and tells the others of every change, so
+// every node knows the whole cluster's online list; a dead node's members
+// leave it with the node.
 package cluster
 
 import (
@@ -27,18 +29,25 @@ import (
 // Envelope is one message travelling between nodes.
 type Envelope struct {
 	From   string   `json:"f"`           // the publishing node
-	To     string   `json:"t"`           // ToAll or ToMember
+	To     string   `json:"t"`           // ToAll, ToOnline, ToMember or ToPresence
 	Member int64    `json:"m,omitempty"` // ToMember: whose connections
-	Path   string   `json:"p"`
-	Body   []byte   `json:"b"`
+	Path   string   `json:"p,omitempty"`
+	Body   []byte   `json:"b,omitempty"`
 	Mode   dce.Mode `json:"o,omitempty"`
 	Bare   bool     `json:"r,omitempty"`
+
+	// ToPresence: member → login places on the sending node (0: gone);
+	// Full replaces everything known of that node.
+	Places map[int64]int `json:"l,omitempty"`
+	Full   bool          `json:"u,omitempty"`
 }
 
 // Envelope destinations.
 const (
-	ToAll    = "all"
-	ToMember = "member"
+	ToAll      = "all"      // every connection
+	ToOnline   = "online"   // every logged-in connection
+	ToMember   = "member"   // every connection of Member
+	ToPresence = "presence" // not for connections: a node's presence changed
 )
 
 // Options configure a node.
@@ -48,26 +57,33 @@ type Options struct {
 	Node      string        // this node's name, unique in the cluster
 	DeadAfter time.Duration // a node silent this long is dead
 	Log       *slog.Logger
-	// Deliver receives what other nodes publish (never this node's own).
+	// Deliver receives what other nodes publish for connections (never
+	// this node's own).
 	Deliver func(Envelope)
+	// Presence receives the new cluster-wide count of login places on the
+	// other nodes of each member whose count changed there.
+	Presence func(changes map[int64]int)
 }
 
 // Cluster is this node's membership.
 type Cluster struct {
-	o    Options
-	rdb  rueidis.Client
-	url  string
-	stop chan struct{}
-	done sync.WaitGroup
+	o     Options
+	rdb   rueidis.Client
+	guard *redisconn.Guard // beats, publishes and presence writes fail fast while Redis is down
+	url   string
+	stop  chan struct{}
+	done  sync.WaitGroup
 
 	mu      sync.Mutex
 	lastErr time.Time // the last failure logged: at most one line per second
+
+	p presence
 }
 
 // Join connects to Redis (an error naming the URL when it does not answer),
 // beats, and listens to the other nodes until Close.
 func Join(o Options) (*Cluster, error) {
-	rdb, err := redisconn.Dial(o.URL, "cluster.redis", true)
+	rdb, err := redisconn.Dial(o.URL, "cluster.redis", false)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -79,14 +95,17 @@ func Join(o Options) (*Cluster, error) {
 		o.DeadAfter = 10 * time.Second
 	}
 	c := &Cluster{o: o, rdb: rdb, url: shown, stop: make(chan struct{})}
+	c.guard = redisconn.NewGuard(rdb, o.URL, "cluster", errBus, o.Log)
+	c.p.init()
 	if err := c.beat(); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("cluster: Redis at %s: %w", shown, err)
 	}
 	subscribed := make(chan struct{})
-	c.done.Add(2)
+	c.done.Add(3)
 	go c.heartbeat()
 	go c.listen(subscribed)
+	go c.presenceWriter()
 	select { // the first subscription is in place before Join returns
 	case <-subscribed:
 	case <-time.After(2 * time.Second):
@@ -100,32 +119,39 @@ func (c *Cluster) Node() string { return c.o.Node }
 func (c *Cluster) nodesKey() string { return c.o.Prefix + "cluster:nodes" }
 func (c *Cluster) channel() string  { return c.o.Prefix + "cluster:bus" }
 
+// errBus wraps the cluster's failures for want of Redis: a 503.
+var errBus = &dce.Error{Code: 503, Message: "the cluster's Redis is unavailable, try again"}
+
+// A node beats every DeadAfter/4 and is taken for dead when silent for
+// 3/4 of DeadAfter (three missed beats); the living look every DeadAfter/8.
+// A killed node's members thus leave every list within 7/8 of DeadAfter.
+func (c *Cluster) silentLimit() time.Duration { return c.o.DeadAfter * 3 / 4 }
+
 func (c *Cluster) beat() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	now := float64(time.Now().UnixMilli())
-	return c.rdb.Do(ctx, c.rdb.B().Zadd().Key(c.nodesKey()).ScoreMember().ScoreMember(now, c.o.Node).Build()).Error()
+	return c.guard.Do(context.Background(), func(ctx context.Context) error {
+		return c.rdb.Do(ctx, c.rdb.B().Zadd().Key(c.nodesKey()).ScoreMember().ScoreMember(now, c.o.Node).Build()).Error()
+	})
 }
 
-// heartbeat beats three times per dead_after and drops the dead from the set.
+// heartbeat beats, and looks for nodes that died or came (presence.go).
 func (c *Cluster) heartbeat() {
 	defer c.done.Done()
-	t := time.NewTicker(c.o.DeadAfter / 3)
+	t := time.NewTicker(c.o.DeadAfter / 8)
 	defer t.Stop()
-	for {
+	for i := 1; ; i++ {
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
+		}
+		if i%2 == 0 {
 			if err := c.beat(); err != nil {
 				c.logErr("heartbeat", err)
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			dead := strconv.FormatInt(time.Now().Add(-c.o.DeadAfter).UnixMilli(), 10)
-			_ = c.rdb.Do(ctx, c.rdb.B().Zremrangebyscore().Key(c.nodesKey()).Min("-inf").Max("("+dead).Build()).Error()
-			cancel()
 		}
+		c.checkNodes()
 	}
 }
 
@@ -144,10 +170,17 @@ func (c *Cluster) listen(subscribed chan struct{}) {
 			OnSubscription: func(rueidis.PubSubSubscription) {
 				once.Do(func() { close(subscribed) })
 				ok.Store(true)
+				c.resync() // what was missed while not subscribed
 			},
 			OnMessage: func(m rueidis.PubSubMessage) {
 				var e Envelope
-				if json.Unmarshal([]byte(m.Message), &e) == nil && e.From != c.o.Node && c.o.Deliver != nil {
+				if json.Unmarshal([]byte(m.Message), &e) != nil || e.From == c.o.Node {
+					return
+				}
+				switch {
+				case e.To == ToPresence:
+					c.received(e)
+				case c.o.Deliver != nil:
 					c.o.Deliver(e)
 				}
 			},
@@ -176,28 +209,34 @@ func (c *Cluster) listen(subscribed chan struct{}) {
 	}
 }
 
-// Publish sends e to every other node (one PUBLISH whatever their number).
+// Publish sends e to every other node (one PUBLISH whatever their
+// number). While Redis is down it fails at once with a 503 error.
 func (c *Cluster) Publish(e Envelope) error {
 	e.From = c.o.Node
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err = c.rdb.Do(ctx, c.rdb.B().Publish().Channel(c.channel()).Message(rueidis.BinaryString(b)).Build()).Error()
+	err = c.guard.Do(context.Background(), func(ctx context.Context) error {
+		return c.rdb.Do(ctx, c.rdb.B().Publish().Channel(c.channel()).Message(rueidis.BinaryString(b)).Build()).Error()
+	})
 	if err != nil {
 		c.logErr("publish", err)
 	}
 	return err
 }
 
+// Available reports whether Redis answered the last call.
+func (c *Cluster) Available() bool { return c.guard.Available() }
+
 // Nodes lists the live nodes, this one included, by name.
-func (c *Cluster) Nodes() ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	alive := strconv.FormatInt(time.Now().Add(-c.o.DeadAfter).UnixMilli(), 10)
-	return c.rdb.Do(ctx, c.rdb.B().Zrangebyscore().Key(c.nodesKey()).Min(alive).Max("+inf").Build()).AsStrSlice()
+func (c *Cluster) Nodes() (nodes []string, err error) {
+	alive := strconv.FormatInt(time.Now().Add(-c.silentLimit()).UnixMilli(), 10)
+	err = c.guard.Do(context.Background(), func(ctx context.Context) error {
+		nodes, err = c.rdb.Do(ctx, c.rdb.B().Zrangebyscore().Key(c.nodesKey()).Min(alive).Max("+inf").Build()).AsStrSlice()
+		return err
+	})
+	return nodes, err
 }
 
 func (c *Cluster) logErr(what string, err error) {
@@ -217,6 +256,8 @@ func (c *Cluster) Close() {
 	c.done.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = c.rdb.Do(ctx, c.rdb.B().Zrem().Key(c.nodesKey()).Member(c.o.Node).Build()).Error()
+	_ = c.rdb.Do(ctx, c.rdb.B().Del().Key(c.presenceKey(c.o.Node)).Build()).Error()
+	_ = c.Publish(Envelope{To: ToPresence, Full: true})
 	cancel()
-	c.rdb.Close()
+	c.guard.Close()
 }

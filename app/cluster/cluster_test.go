@@ -4,6 +4,7 @@ import (
 	"context"
 	"dce/app/internal/redistest"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -110,4 +111,62 @@ func TestRedisRestart(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestPresence: one node's logins reach the other (as counts per member);
+// a node that leaves takes its members with it; after Redis restarts empty,
+// each node writes its presence again from memory.
+func TestPresence(t *testing.T) {
+	redis := redistest.Start(t)
+	heard := make(chan map[int64]int, 16)
+	join := func(name string, hear func(map[int64]int)) *Cluster {
+		c, err := Join(Options{URL: redis.URL(), Prefix: "t:", Node: name, DeadAfter: 2 * time.Second, Presence: hear})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := join("a", nil)
+	b := join("b", func(m map[int64]int) { heard <- m })
+	defer b.Close()
+	expect := func(want map[int64]int) {
+		t.Helper()
+		select {
+		case got := <-heard:
+			if !maps.Equal(got, want) {
+				t.Fatalf("b heard %v, want %v", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("b heard nothing, want %v", want)
+		}
+	}
+	a.SetPlaces(7, 2)
+	expect(map[int64]int{7: 2})
+	if got := b.RemotePlaces(); !maps.Equal(got, map[int64]int{7: 2}) {
+		t.Fatalf("b.RemotePlaces = %v", got)
+	}
+	a.SetPlaces(7, 1)
+	expect(map[int64]int{7: 1})
+
+	redis.Stop()
+	redis.Restart() // empty: a must write member 7 again
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, _ := b.rdb.Do(context.Background(), b.rdb.B().Hgetall().Key(b.presenceKey("a")).Build()).AsStrMap()
+		if h["7"] == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a's presence in Redis after the restart: %v; want member 7 at 1 place", h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for len(heard) > 0 { // re-announcements of the same counts, if any
+		<-heard
+	}
+	if got := b.RemotePlaces(); !maps.Equal(got, map[int64]int{7: 1}) {
+		t.Fatalf("b.RemotePlaces after the restart = %v", got)
+	}
+	a.Close()
+	expect(map[int64]int{7: 0})
 }

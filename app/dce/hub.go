@@ -16,10 +16,15 @@ type Hub interface {
 	// returns how many accepted it. Unknown or closed ones are skipped.
 	Send(fds []uint64, m *Message) int
 	// PushMember encodes data once and queues it for every connection of
-	// member (all its tabs, browsers and devices), returning how many.
+	// member (all its tabs, browsers and devices, on every node of a
+	// cluster), returning how many of this node's took it.
 	PushMember(member int64, path string, data any) (int, error)
-	// SendAll queues a prepared message for every connection.
+	// SendAll queues a prepared message for every connection, on every
+	// node of a cluster.
 	SendAll(m *Message) int
+	// SendOnline queues a prepared message for every logged-in
+	// connection, on every node of a cluster.
+	SendOnline(m *Message) int
 	// Conn finds a live connection.
 	Conn(fd uint64) (Conn, bool)
 	// Conns lists the live connections, by fd.
@@ -102,9 +107,12 @@ type Sessions interface {
 	Member(fd uint64) (member int64, ok bool)
 	// MemberConns lists the logged-in connections of a member.
 	MemberConns(member int64) []uint64
-	// Places counts the logged-in connections of a member (loginPlaces).
+	// Places counts the logged-in connections of a member (loginPlaces),
+	// on every node of a cluster.
 	Places(member int64) int
-	// Online lists the members with at least one logged-in connection, ascending.
+	// Online lists the members with at least one logged-in connection,
+	// on any node of a cluster, ascending. The slice is shared: do not
+	// modify it.
 	Online() []int64
 	// OnlineConns lists every logged-in connection. The slice is shared:
 	// do not modify it.

@@ -70,6 +70,16 @@ type Server struct {
 	// OnClose runs when a connection closes, before its session mappings
 	// are dropped, so a logout can still find them.
 	OnClose func(c Conn)
+	// OnPresence runs, on a cluster, when members' login places on the
+	// other nodes change (a login or logout there, a node that died), with
+	// their new counts there; Sessions().Places and Online already count
+	// them. Changes on this node come through the project's own actions
+	// and OnClose.
+	OnPresence func(h Hub, remote map[int64]int)
+	// AfterStop runs once every connection has closed (and OnClose ran
+	// for each), before the server leaves its cluster: close what
+	// BeforeStart opened.
+	AfterStop func()
 	// Codec replaces the wire codec.
 	Codec Codec
 }

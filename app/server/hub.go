@@ -161,12 +161,23 @@ func (h *Hub) SendAll(m *dce.Message) int {
 	return h.sendAllLocal(m)
 }
 
+// SendOnline implements dce.Hub: every logged-in connection — of every
+// node in a cluster. It returns how many of this node's took it.
+func (h *Hub) SendOnline(m *dce.Message) int {
+	if h.bus != nil {
+		_ = h.bus.Publish(cluster.Envelope{To: cluster.ToOnline, Path: m.Path, Body: m.Body, Mode: m.Mode, Bare: m.Bare})
+	}
+	return h.Send(h.sessions.OnlineConns(), m)
+}
+
 // deliver hands another node's envelope to this node's connections.
 func (h *Hub) deliver(e cluster.Envelope) {
 	m := &dce.Message{Path: e.Path, Body: e.Body, Mode: e.Mode, Bare: e.Bare}
 	switch e.To {
 	case cluster.ToAll:
 		h.sendAllLocal(m)
+	case cluster.ToOnline:
+		h.Send(h.sessions.OnlineConns(), m)
 	case cluster.ToMember:
 		h.Send(h.sessions.MemberConns(e.Member), m)
 	}

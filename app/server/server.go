@@ -188,12 +188,15 @@ func (s *Server) Start() (err error) {
 		}
 		c, err := cluster.Join(cluster.Options{
 			URL: cc.Redis, Prefix: s.cfg.Load().Redis.Prefix, Node: node, DeadAfter: cc.DeadAfter,
-			Log: s.log, Deliver: s.hub.deliver,
+			Log: s.log, Deliver: s.hub.deliver, Presence: s.remotePresence,
 		})
 		if err != nil {
 			return err
 		}
 		s.hub.bus = c
+		if m, ok := s.hub.sessions.(*session.Manager); ok {
+			m.Cluster(c.SetPlaces)
+		}
 		s.log.Info("Joined the cluster as node " + node + " (cluster.redis).")
 	}
 	for _, h := range s.hooks {
@@ -374,6 +377,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			<-waited
 		}
+		for _, h := range s.hooks {
+			if h.AfterStop != nil {
+				h.AfterStop()
+			}
+		}
 		if s.hub.bus != nil { // the others see this node gone at once
 			s.hub.bus.Close()
 		}
@@ -460,3 +468,16 @@ func (s *Server) limitsLine() string {
 
 // access reports whether access logging is on.
 func (s *Server) access() bool { return s.cfg.Load().Log.Access }
+
+// remotePresence applies other nodes' presence changes: the session
+// manager counts them, then each server type hears of them.
+func (s *Server) remotePresence(changes map[int64]int) {
+	if m, ok := s.hub.sessions.(*session.Manager); ok {
+		m.SetRemote(changes)
+	}
+	for _, h := range s.hooks {
+		if h.OnPresence != nil {
+			h.OnPresence(s.hub, changes)
+		}
+	}
+}

@@ -41,8 +41,14 @@ type Manager struct {
 	kept     map[string]bool            // live sessions to keep in the store after their last connection
 	saved    map[string]bool            // live sessions the store holds something of
 	conns    map[int64]map[uint64]bool  // member → logged-in fds
-	online   []int64                    // members in conns, ascending; replaced, never modified, on change
+	remote   map[int64]int              // member → login places on the other nodes of a cluster
+	online   []int64                    // members in conns or remote, ascending; replaced, never modified, on change
 	onlineFD []uint64                   // fds in conns, ascending; likewise
+
+	// placesChanged, when set (a cluster), hears every change of a
+	// member's login places on this node. It is called with mu held, so
+	// it must not wait or call back: cluster.SetPlaces only records.
+	placesChanged func(member int64, places int)
 }
 
 var _ dce.Sessions = (*Manager)(nil)
@@ -68,6 +74,39 @@ func New(store Store, ttl time.Duration, log *slog.Logger) *Manager {
 		kept:     map[string]bool{},
 		saved:    map[string]bool{},
 		conns:    map[int64]map[uint64]bool{},
+		remote:   map[int64]int{},
+	}
+}
+
+// Cluster makes the manager a cluster node's: changes of this node's login
+// places go to changed (cluster.SetPlaces); SetRemote brings the others'.
+func (m *Manager) Cluster(changed func(member int64, places int)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.placesChanged = changed
+	for member, fds := range m.conns {
+		changed(member, len(fds))
+	}
+}
+
+// SetRemote records members' login places on the other nodes: Online and
+// Places count them; MemberConns and OnlineConns stay this node's.
+func (m *Manager) SetRemote(changes map[int64]int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for member, n := range changes {
+		was := m.remote[member] > 0 || len(m.conns[member]) > 0
+		if n > 0 {
+			m.remote[member] = n
+		} else {
+			delete(m.remote, member)
+		}
+		switch is := n > 0 || len(m.conns[member]) > 0; {
+		case is && !was:
+			m.online = insertSorted(m.online, member)
+		case was && !is:
+			m.online = removeSorted(m.online, member)
+		}
 	}
 }
 
@@ -272,11 +311,11 @@ func (m *Manager) MemberConns(member int64) []uint64 {
 }
 
 // Places implements dce.Sessions: how many connections are logged in as
-// member (the original's loginPlaces).
+// member (the original's loginPlaces), on every node of a cluster.
 func (m *Manager) Places(member int64) int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.conns[member])
+	return len(m.conns[member]) + m.remote[member]
 }
 
 // Online implements dce.Sessions. The slice is kept sorted as members come
@@ -300,11 +339,16 @@ func (m *Manager) addConn(member int64, fd uint64) {
 	if fds == nil {
 		fds = map[uint64]bool{}
 		m.conns[member] = fds
-		m.online = insertSorted(m.online, member)
+		if m.remote[member] == 0 {
+			m.online = insertSorted(m.online, member)
+		}
 	}
 	if !fds[fd] {
 		fds[fd] = true
 		m.onlineFD = insertSorted(m.onlineFD, fd)
+		if m.placesChanged != nil {
+			m.placesChanged(member, len(fds))
+		}
 	}
 }
 
@@ -317,7 +361,12 @@ func (m *Manager) removeConn(member int64, fd uint64) {
 	m.onlineFD = removeSorted(m.onlineFD, fd)
 	if len(fds) == 0 {
 		delete(m.conns, member)
-		m.online = removeSorted(m.online, member)
+		if m.remote[member] == 0 {
+			m.online = removeSorted(m.online, member)
+		}
+	}
+	if m.placesChanged != nil {
+		m.placesChanged(member, len(fds))
 	}
 }
 

@@ -14,7 +14,7 @@ func init() { dce.RegisterProject("sample", "im", service.DefaultSettings(), New
 
 // New builds the sample for env.
 func New(env dce.Env, settings service.Settings) (*dce.Project[service.Settings], error) {
-	chat := service.NewImWebsocketServer(settings)
+	chat := service.NewImWebsocketServer(env, settings)
 	return &dce.Project[service.Settings]{
 		Controllers: map[string]map[string]dce.Action{
 			"ImServiceController": controller.NewImServiceController(chat).Actions(),

@@ -17,6 +17,7 @@ type Server struct {
 	t    testing.TB
 	Port int
 	cmd  *exec.Cmd
+	dir  string // with persistence: its append-only file's folder
 }
 
 // Start runs a redis-server on a free port, skipping the test when none
@@ -31,6 +32,24 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{t: t, Port: ln.Addr().(*net.TCPAddr).Port}
+	ln.Close()
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartPersistent is Start with an append-only file (fsync at every
+// write), as a production Redis keeps its data: a restart finds it again.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, Port: ln.Addr().(*net.TCPAddr).Port, dir: t.TempDir()}
 	ln.Close()
 	s.Restart()
 	t.Cleanup(s.Stop)
@@ -53,7 +72,11 @@ func (s *Server) Stop() {
 // accepts connections.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	args := []string{"--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+	if s.dir != "" {
+		args = append(args[:len(args)-1], "yes", "--appendfsync", "always", "--dir", s.dir)
+	}
+	s.cmd = exec.Command("redis-server", args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

@@ -123,7 +123,10 @@ func (ctl *ImServiceController) history(c *dce.Context) error {
 	if _, ok := c.Hub.Sessions().Member(c.Conn.FD()); !ok {
 		return dce.Fail(401, "log in first")
 	}
-	msgs, more := s.Before(in.BeforeID, in.Limit)
+	msgs, more, err := s.Before(in.BeforeID, in.Limit)
+	if err != nil {
+		return err
+	}
 	c.Assign("messages", msgs)
 	c.Assign("more", more)
 	return nil

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"dce/app/dce"
+	"dce/app/kv"
 )
 
 // Settings are the sample's limits, from project/sample/config/config.yaml
@@ -92,9 +93,16 @@ type LoginOptions struct {
 }
 
 // ImWebsocketService is the chat of one running server.
+//
+// On one node everything lives in this process, as in the original's
+// shared-memory tables. On a cluster (cluster.redis) the members and the
+// history live in Redis (shared, see cluster.go): byNick, byID and entry
+// then cache what this node has met, history is unused, and messages go
+// to every node's logged-in connections.
 type ImWebsocketService struct {
 	hub      dce.Hub
 	sessions dce.Sessions
+	shared   kv.Store // on a cluster; nil on one node
 
 	mu         sync.Mutex // guards everything below; held while queueing pushes so they keep their order (the outermost lock: server.Hub lists the order)
 	byNick     map[string]*Member
@@ -159,31 +167,29 @@ func (s *ImWebsocketService) SetLimits(settings Settings) {
 func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt LoginOptions) (*Member, error) {
 	nickname = strings.TrimSpace(nickname)
 	brief = strings.TrimSpace(brief)
-	switch {
-	case nickname == "":
-		return nil, dce.Fail(400, "nickname is required")
-	case utf8.RuneCountInString(nickname) > NicknameMax:
-		return nil, dce.Fail(400, "nickname is longer than %d characters", NicknameMax)
-	case utf8.RuneCountInString(brief) > BriefMax:
-		return nil, dce.Fail(400, "brief is longer than %d characters", BriefMax)
-	case opt.History < 0:
-		return nil, dce.Fail(400, "history: want the number of recent messages, got %d", opt.History)
+	if err := checkLogin(nickname, brief, opt); err != nil {
+		return nil, err
+	}
+	var registered *Member
+	if s.shared != nil { // before the lock: Redis round trips
+		var err error
+		if registered, err = s.register(conn, nickname, brief); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, known := s.byNick[nickname]
-	if !known {
+	switch {
+	case registered != nil:
+		m = registered
+		s.remember(m)
+	case !known:
 		if len(s.byNick) >= s.membersMax {
 			return nil, dce.Fail(400, "the room is full: %d members are registered (im.members_max)", s.membersMax)
 		}
 		m = &Member{ID: int64(conn.FD()), Nickname: nickname, Brief: brief}
-		entry, err := json.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		s.byNick[nickname] = m
-		s.byID[m.ID] = m
-		s.entry[m.ID] = entry
+		s.remember(m)
 	}
 	fd := conn.FD()
 	if old, ok := s.sessions.Member(fd); ok && old == m.ID {
@@ -196,7 +202,7 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 		s.left(old)
 	}
 
-	wasOnline := len(s.sessions.MemberConns(m.ID)) > 0
+	wasOnline := s.sessions.Places(m.ID) > 0
 	if err := s.sessions.Login(fd, m.ID); err != nil {
 		return nil, err // the session store is unavailable: a 503
 	}
@@ -223,7 +229,7 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	}
 	// The newcomer first: its list and history, before any later message.
 	if err := conn.Send(&dce.Message{Path: PathUserList, Body: list, Mode: dce.Latest}); err == nil {
-		if msg, err := dce.NewMessage(PathMessageList, s.recentLocked(opt.History), dce.Merge); err == nil {
+		if msg, err := s.historyMessage(opt.History); err == nil {
 			_ = conn.Send(msg)
 		}
 	} // else it closed meanwhile; its close hook logs it out
@@ -231,9 +237,34 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	return m, nil
 }
 
+// checkLogin refuses what no login may carry.
+func checkLogin(nickname, brief string, opt LoginOptions) error {
+	switch {
+	case nickname == "":
+		return dce.Fail(400, "nickname is required")
+	case utf8.RuneCountInString(nickname) > NicknameMax:
+		return dce.Fail(400, "nickname is longer than %d characters", NicknameMax)
+	case utf8.RuneCountInString(brief) > BriefMax:
+		return dce.Fail(400, "brief is longer than %d characters", BriefMax)
+	case opt.History < 0:
+		return dce.Fail(400, "history: want the number of recent messages, got %d", opt.History)
+	}
+	return nil
+}
+
+// remember caches m and its encoded list entry (s.mu held).
+func (s *ImWebsocketService) remember(m *Member) {
+	if old := s.byID[m.ID]; old != nil && old.Nickname != m.Nickname {
+		delete(s.byNick, old.Nickname)
+	}
+	s.byNick[m.Nickname] = m
+	s.byID[m.ID] = m
+	s.entry[m.ID], _ = json.Marshal(m) // three plain fields: cannot fail
+}
+
 // left records that member may have gone offline (s.mu held).
 func (s *ImWebsocketService) left(member int64) {
-	if len(s.sessions.MemberConns(member)) == 0 {
+	if s.sessions.Places(member) == 0 {
 		s.changes[member] = false
 	}
 }
@@ -252,6 +283,9 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 		return nil, dce.Fail(401, "log in first")
 	}
 	now := time.Now().Format(time.DateTime)
+	if s.shared != nil {
+		return s.sendShared(id, text, now)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.byID[id]
@@ -297,11 +331,15 @@ func (s *ImWebsocketService) listLocked() []byte {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, '[')
-	for i, id := range ids {
-		if i > 0 {
+	for _, id := range ids {
+		e := s.entry[id]
+		if e == nil { // a member of another node not read yet: the next push has it
+			continue
+		}
+		if len(b) > 1 {
 			b = append(b, ',')
 		}
-		b = append(b, s.entry[id]...)
+		b = append(b, e...)
 	}
 	return append(b, ']')
 }
@@ -323,12 +361,15 @@ func (s *ImWebsocketService) recentLocked(n int) []Message {
 // Before returns up to limit stored messages older than id, ascending, and
 // whether still older ones are stored. The page loads them when the reader
 // scrolls up.
-func (s *ImWebsocketService) Before(id int64, limit int) ([]Message, bool) {
+func (s *ImWebsocketService) Before(id int64, limit int) ([]Message, bool, error) {
+	if s.shared != nil {
+		return s.sharedBefore(id, limit)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	all := len(s.history)
 	if all == 0 {
-		return []Message{}, false
+		return []Message{}, false, nil
 	}
 	oldest := s.history[s.head].ID // ids are consecutive: the i-th oldest is oldest+i
 	end := int(min(max(id-oldest, 0), int64(all)))
@@ -337,7 +378,7 @@ func (s *ImWebsocketService) Before(id int64, limit int) ([]Message, bool) {
 	for i := start; i < end; i++ {
 		out = append(out, s.history[(s.head+i)%all])
 	}
-	return out, start > 0
+	return out, start > 0, nil
 }
 
 // schedule sends the pushes a login, logout or disconnect calls for: the
