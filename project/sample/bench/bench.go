@@ -28,7 +28,7 @@ import (
 
 // Options of one run.
 type Options struct {
-	URL      string        // ws://127.0.0.1:20461/
+	URL      string        // ws://127.0.0.1:20461/; chat mode: a comma list spreads the clients over a cluster's nodes
 	Clients  int           // connections, all logged in
 	Senders  int           // clients that send; 0 only holds the connections
 	Rate     float64       // messages per second per sender; 0 sends as fast as the server accepts
@@ -279,19 +279,25 @@ func (r *run) progress(sent *atomic.Int64) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
-// connect opens and logs in every client, o.Ramp at a time.
+// connect opens and logs in every client, o.Ramp at a time; with several
+// URLs (a cluster's nodes), client i goes to the (i mod n)-th.
 func (r *run) connect(ctx context.Context) ([]*client, error) {
-	u, err := url.Parse(r.o.URL)
-	if err != nil {
-		return nil, err
+	var nodes []*url.URL
+	for _, s := range strings.Split(r.o.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, u)
 	}
+	u := nodes[0]
 	clients := make([]*client, r.o.Clients)
 	var firstErr error
 	var errMu sync.Mutex
 	var done atomic.Int64
 	loopback := isLoopback(u.Hostname())
 	ramped(ctx, r.o.Clients, r.o.Ramp, func(i int) {
-		c, err := r.dial(ctx, u, i, loopback)
+		c, err := r.dial(ctx, nodes[i%len(nodes)], i, loopback)
 		if err != nil {
 			errMu.Lock()
 			if firstErr == nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"dce/app/dce"
@@ -96,6 +97,9 @@ func (ctl *ImBenchController) run(c *dce.Context) error {
 			return dce.Fail(400, "-presence: want delta (our page) or list (the original page), got %q", v)
 		}
 		o.Presence = v
+	}
+	if strings.Contains(o.URL, ",") && o.Mode != "" && o.Mode != "chat" {
+		return dce.Fail(400, "-url: a comma list of nodes works in chat mode only")
 	}
 	_, asJSON := c.Arg("json")
 	if v, ok := c.Arg("cpuprofile"); ok { // the load tool's own profile: is it the bottleneck?
