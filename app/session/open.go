@@ -23,7 +23,11 @@ func FileName(instance string) string {
 // must answer now). The caller closes the manager's store.
 func FromConfig(cfg *config.Config, log *slog.Logger) (*Manager, error) {
 	var store Store
-	switch cfg.Session.Store {
+	kind, redisURL := cfg.Session.Store, cfg.Redis.URL
+	if cfg.Cluster.Redis != "" && kind != "redis" { // a cluster's sessions are every node's: always in its Redis
+		kind, redisURL = "redis", cfg.Cluster.Redis
+	}
+	switch kind {
 	case "", "memory":
 		store = NewMemoryStore()
 	case "file":
@@ -37,7 +41,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (*Manager, error) {
 		}
 		store = fs
 	case "redis":
-		rs, err := OpenRedisStore(cfg.Redis.URL, cfg.Redis.Prefix, log)
+		rs, err := OpenRedisStore(redisURL, cfg.Redis.Prefix, log)
 		if err != nil {
 			return nil, err
 		}
