@@ -7,7 +7,10 @@ import (
 	_ "dce/project/sample/bench"
 	_ "dce/project/sample/controller"
 	_ "dce/project/sample/service"
+	_ "dce/project/session"
+	_ "dce/project/session/controller"
+	_ "dce/project/session/service"
 )
 
 // compiled lists the project folders whose Go code is imported above.
-var compiled = []string{"sample"}
+var compiled = []string{"sample", "session"}

@@ -119,15 +119,15 @@ func (s *Server) serveNode(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpSession is the session of an HTTP request: the X-Session-Id header,
-// then the cookie; with session.auto_open a page request (GET) without one
-// gets a new id and its cookie.
+// then the cookie; with session.auto_open a page request (GET) under
+// session.cookie_path without one gets a new id and its cookie.
 func (s *Server) httpSession(w http.ResponseWriter, r *http.Request) string {
 	cfg := s.cfg.Load().Session
 	if sid, ok := session.FromHTTP(r, cfg.Name); ok {
 		return sid
 	}
-	if !cfg.AutoOpen || r.Method != http.MethodGet {
-		return ""
+	if !cfg.AutoOpen || r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, cfg.CookiePath) {
+		return "" // a cookie the browser would not send back here is not worth setting
 	}
 	sid := session.NewID()
 	http.SetCookie(w, session.Cookie(cfg.Name, sid, cfg.CookiePath))

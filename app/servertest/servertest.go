@@ -66,6 +66,10 @@ func StartEnv(t testing.TB, root string, projects []string, env map[string]strin
 			}
 			w.APIHost, w.APIPort = "127.0.0.1", apiPort
 		}
+		// Test servers share the checkout's runtime/ folder: a file store
+		// there would be one lock for every test process. A test that wants
+		// one sets it (with a root of its own) in mutate.
+		cfg.Session.Store = "memory"
 		if mutate != nil {
 			mutate(cfg)
 		}

@@ -14,6 +14,7 @@ import (
 
 // fastKeepalive pings every 500 ms and drops peers silent for 1 s.
 func fastKeepalive(c *config.Config) {
+	chatOnly(c)
 	c.Websocket.PingInterval = 500 * time.Millisecond
 	c.Websocket.PongTimeout = time.Second
 	c.Websocket.RateLimit = 0

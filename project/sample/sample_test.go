@@ -23,12 +23,17 @@ func norm(frame string) string { return timeRe.ReplaceAllString(frame, `"create_
 
 func startChat(t *testing.T, env map[string]string, mutate ...func(*config.Config)) *server.Server {
 	return servertest.StartEnv(t, root, []string{"hello", "sample"}, env, func(c *config.Config) {
+		chatOnly(c)
 		c.Websocket.RateLimit = 0
 		for _, m := range mutate {
 			m(c)
 		}
 	})
 }
+
+// chatOnly runs the chat's server type alone: these tests load the chat
+// project without the session sample (project/session has its own).
+func chatOnly(c *config.Config) { c.Websocket.Service = "ImWebsocketServer" }
 
 type client interface {
 	Send(string)

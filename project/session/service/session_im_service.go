@@ -1,0 +1,413 @@
+// Package service holds the session sample's rules and state:
+// SessionImService (members, history per view, the online list and the
+// pushes) and SessionImServer (the server type that opens the store and
+// hears closes and other nodes).
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"dce/app/dce"
+	"dce/app/kv"
+)
+
+// Settings are the sample's, from project/session/config/config.yaml (key
+// session_im) or DCE_SESSION_IM_HISTORY_MAX / DCE_SESSION_IM_STORE.
+type Settings struct {
+	HistoryMax int    `mapstructure:"history_max"`
+	Store      string `mapstructure:"store"`
+}
+
+// DefaultSettings are the settings when nothing sets them.
+func DefaultSettings() Settings { return Settings{HistoryMax: 500, Store: "file"} }
+
+// Field limits, in characters (the original's).
+const (
+	NicknameMax = 16
+	BriefMax    = 128
+	MessageMax  = 1024
+)
+
+// Paths: the pushes reuse the request paths; the client dispatches on them.
+const (
+	PathSigner = "session/im/signer"
+	PathList   = "session/im/login"
+	PathLoad   = "session/im/load"
+)
+
+// Keys in the store (kv): tables, counters, logs.
+const (
+	tableNick   = "session:nick"   // nickname → member
+	tableMember = "session:member" // mid → member
+	counterMid  = "session:member"
+	counterMsg  = "session:message"
+	logGroup    = "session:group"
+)
+
+// Member is a registered nickname.
+type Member struct {
+	Mid      int64  `json:"mid"`
+	Nickname string `json:"nickname"`
+	Brief    string `json:"brief"`
+}
+
+// Entry is one member of the online list.
+type Entry struct {
+	Member
+	LoginPlaces int `json:"loginPlaces"`
+}
+
+// Message is one chat message, as pushed and stored.
+type Message struct {
+	ID         int64  `json:"id"`
+	Mid        int64  `json:"mid"`
+	TargetMid  int64  `json:"target_mid"`
+	Message    string `json:"message"`
+	CreateTime string `json:"create_time"`
+	Nickname   string `json:"nickname"`
+}
+
+// listGap is the least time between two online-list pushes: a burst of
+// logins is one push.
+const listGap = 100 * time.Millisecond
+
+// SessionImService is the session chat of one running server.
+type SessionImService struct {
+	hub        dce.Hub
+	sessions   dce.Sessions
+	store      kv.Store
+	historyMax int
+
+	mu        sync.Mutex        // guards below; never held across a store call
+	members   map[int64]*Member // the members this node has met
+	listTimer *time.Timer       // the next online-list push, when one is due
+	lastList  time.Time
+}
+
+// NewService runs the chat on hub with store.
+func NewService(hub dce.Hub, store kv.Store, settings Settings) *SessionImService {
+	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}}
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 3*time.Second)
+}
+
+// Member finds a member by id: met before, or read from the store.
+func (s *SessionImService) Member(mid int64) (*Member, error) {
+	s.mu.Lock()
+	m := s.members[mid]
+	s.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	c, cancel := ctx()
+	defer cancel()
+	b, ok, err := s.store.Get(c, tableMember, strconv.FormatInt(mid, 10))
+	if err != nil || !ok {
+		return nil, err
+	}
+	if m, err = decodeMember(b); err != nil {
+		return nil, err
+	}
+	s.remember(m)
+	return m, nil
+}
+
+func (s *SessionImService) remember(m *Member) {
+	s.mu.Lock()
+	s.members[m.Mid] = m
+	s.mu.Unlock()
+}
+
+func decodeMember(b []byte) (*Member, error) {
+	var m Member
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Signer pushes to conn who its session is logged in as (null for a
+// guest), then the online list.
+func (s *SessionImService) Signer(conn dce.Conn) error {
+	var signer *Member
+	if mid, ok := s.sessions.Member(conn.FD()); ok {
+		m, err := s.Member(mid)
+		if err != nil {
+			return err
+		}
+		signer = m
+	}
+	if err := conn.Push(PathSigner, signer); err != nil {
+		return nil // closed meanwhile
+	}
+	list, err := s.list()
+	if err != nil {
+		return err
+	}
+	return conn.Send(&dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
+}
+
+// Login logs the session of conn in as nickname, registering it on first
+// use; a known nickname keeps its id and takes the new brief. Every
+// connection of the member hears its signer; everyone the new list.
+func (s *SessionImService) Login(conn dce.Conn, nickname, brief string) (*Member, error) {
+	nickname, brief = strings.TrimSpace(nickname), strings.TrimSpace(brief)
+	switch {
+	case nickname == "":
+		return nil, dce.Fail(400, "nickname is required")
+	case utf8.RuneCountInString(nickname) > NicknameMax:
+		return nil, dce.Fail(400, "nickname is longer than %d characters", NicknameMax)
+	case utf8.RuneCountInString(brief) > BriefMax:
+		return nil, dce.Fail(400, "brief is longer than %d characters", BriefMax)
+	}
+	m, err := s.register(nickname, brief)
+	if err != nil {
+		return nil, err
+	}
+	fd := conn.FD()
+	if old, ok := s.sessions.Member(fd); ok && old != m.Mid {
+		if _, _, err := s.sessions.Logout(fd); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.sessions.Login(fd, m.Mid); err != nil {
+		return nil, err // the session store is unavailable: a 503
+	}
+	if _, err := s.hub.PushMember(m.Mid, PathSigner, m); err != nil {
+		return nil, err
+	}
+	s.listChanged()
+	return m, nil
+}
+
+// register finds or registers nickname; a changed brief is stored.
+func (s *SessionImService) register(nickname, brief string) (*Member, error) {
+	c, cancel := ctx()
+	defer cancel()
+	b, ok, err := s.store.Get(c, tableNick, nickname)
+	if err != nil {
+		return nil, err
+	}
+	var m *Member
+	if ok {
+		if m, err = decodeMember(b); err != nil {
+			return nil, err
+		}
+	} else {
+		mid, err := s.store.Next(c, counterMid)
+		if err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(&Member{Mid: mid, Nickname: nickname, Brief: brief})
+		stored, _, err := s.store.PutNew(c, tableNick, nickname, b)
+		if err != nil {
+			return nil, err
+		}
+		if m, err = decodeMember(stored); err != nil {
+			return nil, err
+		}
+		if m.Mid == mid { // ours: findable by id too
+			if err := s.store.Put(c, tableMember, strconv.FormatInt(mid, 10), stored); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if m.Brief != brief { // a known nickname updates its brief
+		m = &Member{Mid: m.Mid, Nickname: m.Nickname, Brief: brief}
+		b, _ := json.Marshal(m)
+		if err := s.store.Put(c, tableNick, nickname, b); err != nil {
+			return nil, err
+		}
+		if err := s.store.Put(c, tableMember, strconv.FormatInt(m.Mid, 10), b); err != nil {
+			return nil, err
+		}
+	}
+	s.remember(m)
+	return m, nil
+}
+
+// Logout ends the login of conn's session only; that session's
+// connections here hear `signer;null`.
+func (s *SessionImService) Logout(conn dce.Conn) error {
+	fd := conn.FD()
+	mid, ok := s.sessions.Member(fd)
+	if !ok {
+		return nil
+	}
+	sid := s.sessions.SessionOf(fd)
+	var same []uint64
+	for _, c := range s.sessions.MemberConns(mid) {
+		if s.sessions.SessionOf(c) == sid {
+			same = append(same, c)
+		}
+	}
+	if _, _, err := s.sessions.Logout(fd); err != nil {
+		return err
+	}
+	s.hub.Send(same, &dce.Message{Path: PathSigner, Body: []byte("null")})
+	s.listChanged()
+	return nil
+}
+
+// Closed hears that conn closed: if it was logged in, the list changes.
+func (s *SessionImService) Closed(conn dce.Conn) {
+	if _, ok := s.sessions.Member(conn.FD()); ok {
+		s.listChanged()
+	}
+}
+
+// view is the log of a conversation: the group, or a pair.
+func view(mid, target int64) string {
+	if target == 0 {
+		return logGroup
+	}
+	a, b := min(mid, target), max(mid, target)
+	return "session:pair:" + strconv.FormatInt(a, 10) + ":" + strconv.FormatInt(b, 10)
+}
+
+// Send stores a message of the member logged in on conn, to the group
+// (target 0: every connection, guests included, on every node) or to
+// target (every connection of both members, on every node).
+func (s *SessionImService) Send(conn dce.Conn, target int64, text string) (*Message, error) {
+	switch {
+	case strings.TrimSpace(text) == "":
+		return nil, dce.Fail(400, "message is empty")
+	case utf8.RuneCountInString(text) > MessageMax:
+		return nil, dce.Fail(400, "message is longer than %d characters", MessageMax)
+	case target < 0:
+		return nil, dce.Fail(400, "target_mid: want 0 (the group) or a member id")
+	}
+	mid, ok := s.sessions.Member(conn.FD())
+	if !ok {
+		return nil, dce.Fail(401, "log in first")
+	}
+	me, err := s.Member(mid)
+	if err != nil || me == nil {
+		return nil, dce.Fail(401, "log in first")
+	}
+	if target != 0 {
+		if t, err := s.Member(target); err != nil {
+			return nil, err
+		} else if t == nil {
+			return nil, dce.Fail(404, "no member %d", target)
+		}
+	}
+	c, cancel := ctx()
+	defer cancel()
+	id, err := s.store.Next(c, counterMsg)
+	if err != nil {
+		return nil, err
+	}
+	msg := Message{ID: id, Mid: mid, TargetMid: target, Message: text, CreateTime: time.Now().Format(time.DateTime), Nickname: me.Nickname}
+	b, _ := json.Marshal(msg)
+	if err := s.store.Append(c, view(mid, target), id, b, s.historyMax); err != nil {
+		return nil, err
+	}
+	push := &dce.Message{Path: PathLoad, Body: append(append([]byte{'['}, b...), ']'), Mode: dce.Merge}
+	if target == 0 {
+		s.hub.SendAll(push)
+		return &msg, nil
+	}
+	if _, err := s.hub.PushMember(mid, PathLoad, json.RawMessage(push.Body)); err != nil {
+		return nil, err
+	}
+	if target != mid {
+		if _, err := s.hub.PushMember(target, PathLoad, json.RawMessage(push.Body)); err != nil {
+			return nil, err
+		}
+	}
+	return &msg, nil
+}
+
+// Load pushes to conn the history of one view (ascending id): only the
+// messages after afterID when it is set. A private view needs a login.
+func (s *SessionImService) Load(conn dce.Conn, target, afterID int64) (int, error) {
+	if target < 0 || afterID < 0 {
+		return 0, dce.Fail(400, "target_mid and after_id: want 0 or more")
+	}
+	var mid int64
+	if target != 0 {
+		var ok bool
+		if mid, ok = s.sessions.Member(conn.FD()); !ok {
+			return 0, dce.Fail(401, "log in first")
+		}
+	}
+	c, cancel := ctx()
+	defer cancel()
+	raw, err := s.store.After(c, view(mid, target), afterID, s.historyMax)
+	if err != nil {
+		return 0, err
+	}
+	_ = conn.Send(&dce.Message{Path: PathLoad, Body: joinJSON(raw), Mode: dce.Merge})
+	return len(raw), nil
+}
+
+func joinJSON(values [][]byte) []byte {
+	b := []byte{'['}
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, v...)
+	}
+	return append(b, ']')
+}
+
+// list encodes the online list: every member logged in anywhere, with
+// its login places.
+func (s *SessionImService) list() ([]byte, error) {
+	online := s.sessions.Online()
+	out := make([]Entry, 0, len(online))
+	for _, mid := range online {
+		m, err := s.Member(mid)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil {
+			continue
+		}
+		out = append(out, Entry{Member: *m, LoginPlaces: s.sessions.Places(mid)})
+	}
+	return json.Marshal(out)
+}
+
+// listChanged schedules the online list for every connection of this
+// node (each node pushes its own): at once in a quiet room, else at most
+// once per listGap. The push runs a moment later, so a closing
+// connection's mappings are gone by then.
+func (s *SessionImService) listChanged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listTimer != nil {
+		return
+	}
+	wait := max(10*time.Millisecond, time.Until(s.lastList.Add(listGap)))
+	s.listTimer = time.AfterFunc(wait, s.pushList)
+}
+
+func (s *SessionImService) pushList() {
+	s.mu.Lock()
+	s.listTimer, s.lastList = nil, time.Now()
+	s.mu.Unlock()
+	list, err := s.list()
+	if err != nil {
+		s.hub.Logger().Warn("session chat: online list not sent", "err", err.Error())
+		return
+	}
+	conns := s.hub.Conns()
+	fds := make([]uint64, 0, len(conns))
+	for _, c := range conns {
+		fds = append(fds, c.FD())
+	}
+	slices.Sort(fds)
+	s.hub.Send(fds, &dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
+}
