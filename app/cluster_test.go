@@ -15,7 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"dce/app/internal/redistest"
+	"dce/app/redistest"
 )
 
 // chatClient is one chat user on a node, over WebSocket or TCP, speaking

@@ -97,7 +97,7 @@ func copyApp(t *testing.T) (dir string, ports []int) {
 	cfg := fmt.Sprintf(`websocket:
   host: 127.0.0.1
   port: %d
-  service: ImWebsocketServer
+  service: ImWebsocketServer,SessionImServer
   enable_http: true
   extra_ports: [{host: 127.0.0.1, port: %d}]
   enable_tcp_ports:

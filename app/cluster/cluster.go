@@ -29,8 +29,9 @@ import (
 // Envelope is one message travelling between nodes.
 type Envelope struct {
 	From   string   `json:"f"`           // the publishing node
-	To     string   `json:"t"`           // ToAll, ToOnline, ToMember or ToPresence
+	To     string   `json:"t"`           // ToAll, ToMember, ToTopic or ToPresence
 	Member int64    `json:"m,omitempty"` // ToMember: whose connections
+	Topic  string   `json:"k,omitempty"` // ToTopic: the project's topic
 	Path   string   `json:"p,omitempty"`
 	Body   []byte   `json:"b,omitempty"`
 	Mode   dce.Mode `json:"o,omitempty"`
@@ -45,7 +46,7 @@ type Envelope struct {
 // Envelope destinations.
 const (
 	ToAll      = "all"      // every connection
-	ToOnline   = "online"   // every logged-in connection
+	ToTopic    = "topic"    // the project's own delivery (dce.Hub.Publish)
 	ToMember   = "member"   // every connection of Member
 	ToPresence = "presence" // not for connections: a node's presence changed
 )

@@ -2,7 +2,7 @@ package cluster
 
 import (
 	"context"
-	"dce/app/internal/redistest"
+	"dce/app/redistest"
 	"fmt"
 	"maps"
 	"math/rand/v2"

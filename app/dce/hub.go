@@ -22,9 +22,12 @@ type Hub interface {
 	// SendAll queues a prepared message for every connection, on every
 	// node of a cluster.
 	SendAll(m *Message) int
-	// SendOnline queues a prepared message for every logged-in
-	// connection, on every node of a cluster.
-	SendOnline(m *Message) int
+	// Publish hands m to the same project on every other node of a
+	// cluster (one Redis publish): there, each server type's OnPublish
+	// receives it with topic and delivers it to the connections it
+	// chooses. On one node it does nothing. It fails (a 503 *Error) while
+	// the cluster's Redis is down.
+	Publish(topic string, m *Message) error
 	// Conn finds a live connection.
 	Conn(fd uint64) (Conn, bool)
 	// Conns lists the live connections, by fd.

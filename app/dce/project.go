@@ -76,6 +76,9 @@ type Server struct {
 	// them. Changes on this node come through the project's own actions
 	// and OnClose.
 	OnPresence func(h Hub, remote map[int64]int)
+	// OnPublish runs, on a cluster, for each message another node's
+	// Hub.Publish sent: deliver it to this node's connections.
+	OnPublish func(h Hub, topic string, m *Message)
 	// AfterStop runs once every connection has closed (and OnClose ran
 	// for each), before the server leaves its cluster: close what
 	// BeforeStart opened.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"dce/app/internal/redistest"
+	"dce/app/redistest"
 )
 
 // stores runs f against every store: memory, a file in a temporary

@@ -47,6 +47,8 @@ type Hub struct {
 	// bus carries broadcasts to the other nodes of a cluster; nil on one
 	// node. Set before the listeners open, never changed.
 	bus *cluster.Cluster
+	// onPublish hands other nodes' Publish to the server types (set with bus).
+	onPublish func(topic string, m *dce.Message)
 }
 
 type stats struct {
@@ -161,13 +163,12 @@ func (h *Hub) SendAll(m *dce.Message) int {
 	return h.sendAllLocal(m)
 }
 
-// SendOnline implements dce.Hub: every logged-in connection — of every
-// node in a cluster. It returns how many of this node's took it.
-func (h *Hub) SendOnline(m *dce.Message) int {
-	if h.bus != nil {
-		_ = h.bus.Publish(cluster.Envelope{To: cluster.ToOnline, Path: m.Path, Body: m.Body, Mode: m.Mode, Bare: m.Bare})
+// Publish implements dce.Hub: m to the same project on the other nodes.
+func (h *Hub) Publish(topic string, m *dce.Message) error {
+	if h.bus == nil {
+		return nil
 	}
-	return h.Send(h.sessions.OnlineConns(), m)
+	return h.bus.Publish(cluster.Envelope{To: cluster.ToTopic, Topic: topic, Path: m.Path, Body: m.Body, Mode: m.Mode, Bare: m.Bare})
 }
 
 // deliver hands another node's envelope to this node's connections.
@@ -176,8 +177,10 @@ func (h *Hub) deliver(e cluster.Envelope) {
 	switch e.To {
 	case cluster.ToAll:
 		h.sendAllLocal(m)
-	case cluster.ToOnline:
-		h.Send(h.sessions.OnlineConns(), m)
+	case cluster.ToTopic:
+		if h.onPublish != nil {
+			h.onPublish(e.Topic, m)
+		}
 	case cluster.ToMember:
 		h.Send(h.sessions.MemberConns(e.Member), m)
 	}

@@ -186,6 +186,7 @@ func (s *Server) Start() (err error) {
 			host, _ := os.Hostname()
 			node = host + ":" + strconv.Itoa(cfg.Port)
 		}
+		s.hub.onPublish = s.published // before Join: deliveries may start at once
 		c, err := cluster.Join(cluster.Options{
 			URL: cc.Redis, Prefix: s.cfg.Load().Redis.Prefix, Node: node, DeadAfter: cc.DeadAfter,
 			Log: s.log, Deliver: s.hub.deliver, Presence: s.remotePresence,
@@ -478,6 +479,15 @@ func (s *Server) remotePresence(changes map[int64]int) {
 	for _, h := range s.hooks {
 		if h.OnPresence != nil {
 			h.OnPresence(s.hub, changes)
+		}
+	}
+}
+
+// published hands another node's Hub.Publish to every server type.
+func (s *Server) published(topic string, m *dce.Message) {
+	for _, h := range s.hooks {
+		if h.OnPublish != nil {
+			h.OnPublish(s.hub, topic, m)
 		}
 	}
 }

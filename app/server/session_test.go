@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"dce/app/config"
-	"dce/app/internal/redistest"
+	"dce/app/redistest"
 	"dce/app/servertest"
 	"dce/app/session"
 )

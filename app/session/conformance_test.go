@@ -19,7 +19,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"dce/app/dce"
-	"dce/app/internal/redistest"
+	"dce/app/redistest"
 )
 
 // testRedis is the machine's Redis (SPEC §9: the Redis store is tested

@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"dce/app/config"
+	"dce/app/redistest"
 	"dce/app/server"
 	"dce/app/servertest"
 	_ "dce/project/sample" // TestCookieScope runs the chat beside
@@ -87,7 +89,8 @@ func (p *page) expect(want string) {
 	}
 }
 
-// quiet requires that no frame starting with prefix comes within d.
+// quiet requires that no frame starting with prefix comes within d. The
+// connection cannot be read after it (a read timeout ends a WebSocket).
 func (p *page) quiet(prefix string, d time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(d)
@@ -307,4 +310,83 @@ func TestCookieScope(t *testing.T) {
 	if c := res.Header.Get("Set-Cookie"); c != "" || res.StatusCode != 200 {
 		t.Errorf("GET / (the chat page): %d, Set-Cookie %q; want the page and no cookie outside /session/", res.StatusCode, c)
 	}
+}
+
+// TestTwoNodes: two servers of a cluster on one Redis (a private one).
+// The same cookie is logged in on the other node at once; a private
+// message between members on different nodes reaches both and nobody
+// else; the online list is the cluster's, with places on both nodes.
+func TestTwoNodes(t *testing.T) {
+	redis := redistest.Start(t)
+	cluster := func(c *config.Config) {
+		c.Cluster.Redis = redis.URL()
+		c.Cluster.DeadAfter = 3 * time.Second
+	}
+	node := func(name string) *server.Server {
+		return start(t, cluster, func(c *config.Config) { c.Cluster.Node = name })
+	}
+	a, b := node("a"), node("b")
+	privateChat(t, a.HTTPAddrs()[0], b.HTTPAddrs()[0])
+
+	// One list: dave on node a, twice on node b in another browser.
+	dave := open(t, "dave", a.HTTPAddrs()[0], newSID(t))
+	dave.send(`session/im/login;{"nickname":"dave","brief":""}`)
+	dave2 := open(t, "dave elsewhere", b.HTTPAddrs()[0], newSID(t))
+	dave2.send(`session/im/login;{"nickname":"dave","brief":""}`)
+	for {
+		if f := dave.next(`session/im/login;`); strings.Contains(f, `"nickname":"dave","brief":"","loginPlaces":2`) {
+			break
+		}
+	}
+}
+
+// TestBesideTheChat: the chat sample and this one in one server, sharing
+// its session manager. Neither's pushes reach the other's connections,
+// their member ids never meet, and a chat connection that closes does not
+// log out a session of this sample.
+func TestBesideTheChat(t *testing.T) {
+	s := servertest.StartEnv(t, root, []string{"sample", "session"}, map[string]string{"DCE_SESSION_IM_STORE": "memory"}, func(c *config.Config) {
+		c.Websocket.RateLimit = 0
+	})
+	addr := s.HTTPAddrs()[0]
+	sid := newSID(t)
+	alice := open(t, "alice", addr, sid)
+	alice.send(`session/im/login;{"nickname":"alice","brief":""}`)
+	alice.expect(`session/im/signer;{"mid":1,"nickname":"alice","brief":""}`)
+	alice.expect(`session/im/login;[{"mid":1,"nickname":"alice","brief":"","loginPlaces":1}]`)
+
+	chat := servertest.DialWS(t, addr) // the chat page's connection: no cookie
+	chat.Send(`sample/im/login;{"nickname":"chatter","brief":"b"}`)
+	if f := chat.ExpectPrefix("setUserList;"); strings.Contains(f, "alice") {
+		t.Fatalf("the chat's list shows the session sample's member: %s", f)
+	}
+	chat.ExpectPrefix("setMessageList;")
+	chat.Send(`sample/im/send;{"message":"chat only"}`)
+	chat.ExpectPrefix("setMessageList;")
+	alice.send(`session/im/send;{"target_mid":0,"message":"session only"}`)
+	if f := alice.next(`session/im/load;`); !strings.Contains(f, "session only") {
+		t.Fatal(f)
+	}
+	// The chat's connection got nothing of the session sample; alice
+	// nothing of the chat.
+	chat.Send(`sample/im/send;{"message":"second"}`)
+	if f := chat.Read(); !strings.HasPrefix(f, "setMessageList;") || !strings.Contains(f, "second") {
+		t.Fatalf("the chat's connection got %s", f)
+	}
+	alice.send(`session/im/signer;""`)
+	if f := alice.next(`session/im/login;`); strings.Contains(f, "chatter") {
+		t.Fatalf("the session sample's list shows the chat's member: %s", f)
+	}
+	alice.quiet("setMessageList;", 200*time.Millisecond) // the last read of alice: a timeout ends a WebSocket
+	// A chat connection closing leaves alice's session logged in.
+	chat.Conn.Close()
+	for deadline := time.Now().Add(5 * time.Second); len(s.Hub().Conns()) > 1; { // alice's is the one left
+		if time.Now().After(deadline) {
+			t.Fatal("the chat's connection is still open on the server")
+		}
+		runtime.Gosched()
+	}
+	again := open(t, "alice's refresh", addr, sid)
+	again.send(`session/im/signer;""`)
+	again.expect(`session/im/signer;{"mid":1,"nickname":"alice","brief":""}`)
 }

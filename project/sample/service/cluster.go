@@ -19,9 +19,10 @@ import (
 //	c:im:message the message id counter
 //	l:im:history the history, capped at im.history_max
 //
-// Presence is the engine's (cluster.go of app/cluster): Sessions().Online
-// lists the whole cluster's members, and OnPresence says when the other
-// nodes' change.
+// Presence is the engine's (app/cluster): Sessions().Online lists the
+// whole cluster's members, and OnPresence says when the other nodes'
+// change. Messages go to the other nodes with Hub.Publish; each node's
+// OnPublish hands them to its own chat connections.
 const (
 	tableNick    = "im:nick"
 	tableMember  = "im:member"
@@ -96,9 +97,28 @@ func (s *ImWebsocketService) sendShared(member int64, text, now string) (*Messag
 	}
 	push := &dce.Message{Path: PathMessageList, Body: append(append([]byte{'['}, b...), ']'), Mode: dce.Merge}
 	s.mu.Lock() // in order with the logins of this node (their history, then the messages after it)
-	defer s.mu.Unlock()
-	s.hub.SendOnline(push)
+	s.hub.Send(s.own, push)
+	s.mu.Unlock()
+	if err := s.hub.Publish(topicMessages, push); err != nil {
+		// Stored, so not lost: the other nodes' members find it in the
+		// history when they next log in.
+		s.hub.Logger().Warn("chat: a message reached this node only", "id", id, "err", err.Error())
+	}
 	return &msg, nil
+}
+
+// topicMessages carries the chat's messages to the other nodes.
+const topicMessages = "sample/im"
+
+// Published delivers another node's message to this node's chat
+// connections.
+func (s *ImWebsocketService) Published(topic string, m *dce.Message) {
+	if topic != topicMessages {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hub.Send(s.own, m)
 }
 
 // historyMessage is the newcomer's setMessageList: the last n messages

@@ -29,7 +29,7 @@ func NewImWebsocketServer(env dce.Env, settings Settings) *ImWebsocketServer {
 
 // Hooks are what the engine calls when websocket.service selects it.
 func (s *ImWebsocketServer) Hooks() *dce.Server {
-	return &dce.Server{BeforeStart: s.BeforeStart, OnClose: s.OnClose, OnPresence: s.OnPresence, AfterStop: s.AfterStop}
+	return &dce.Server{BeforeStart: s.BeforeStart, OnClose: s.OnClose, OnPresence: s.OnPresence, OnPublish: s.OnPublish, AfterStop: s.AfterStop}
 }
 
 // BeforeStart creates the member and message stores: in memory, or on a
@@ -58,6 +58,13 @@ func (s *ImWebsocketServer) BeforeStart(hub dce.Hub) error {
 func (s *ImWebsocketServer) OnPresence(_ dce.Hub, remote map[int64]int) {
 	if im := s.im.Load(); im != nil {
 		im.Remote(remote)
+	}
+}
+
+// OnPublish delivers other nodes' messages (a cluster).
+func (s *ImWebsocketServer) OnPublish(_ dce.Hub, topic string, m *dce.Message) {
+	if im := s.im.Load(); im != nil {
+		im.Published(topic, m)
 	}
 }
 

@@ -111,6 +111,7 @@ type ImWebsocketService struct {
 	history    []Message        // ring of at most historyMax, oldest first from head
 	head       int
 	nextMsgID  int64
+	own        []uint64          // the chat's logged-in connections, ascending; replaced, never modified (other projects share the sessions)
 	delta      map[uint64]bool   // logged-in connections that get presence changes
 	listVer    uint64            // bumped at each login, logout and disconnect
 	sentVer    map[uint64]uint64 // whole-list connections: the version of the list each last got
@@ -206,6 +207,7 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	if err := s.sessions.Login(fd, m.ID); err != nil {
 		return nil, err // the session store is unavailable: a 503
 	}
+	s.own = insertSorted(s.own, fd)
 	s.listVer++
 	if !wasOnline {
 		s.changes[m.ID] = true
@@ -304,7 +306,7 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Send(s.sessions.OnlineConns(), push)
+	s.hub.Send(s.own, push)
 	return &msg, nil
 }
 
@@ -312,9 +314,14 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.delta, conn.FD())
-	delete(s.sentVer, conn.FD())
-	if member, ok, _ := s.sessions.Logout(conn.FD()); ok { // the member leaves this server's list even if the store failed
+	fd := conn.FD()
+	if _, mine := slices.BinarySearch(s.own, fd); !mine {
+		return // not logged in to the chat (perhaps to another project sharing the sessions)
+	}
+	s.own = removeSorted(s.own, fd)
+	delete(s.delta, fd)
+	delete(s.sentVer, fd)
+	if member, ok, _ := s.sessions.Logout(fd); ok { // the member leaves this server's list even if the store failed
 		s.left(member)
 		s.listVer++
 		s.schedule(time.Now())
@@ -418,7 +425,7 @@ func (s *ImWebsocketService) schedule(now time.Time) {
 // clients, the joins and leaves to the delta clients.
 func (s *ImWebsocketService) pushLocked(now time.Time) {
 	members := len(s.sessions.Online())
-	online := s.sessions.OnlineConns()
+	online := s.own
 	if len(s.changes) > 0 && !now.Before(s.lastDelta.Add(deltaInterval(members))) {
 		s.lastDelta = now
 		s.pushChanges(online)
@@ -501,4 +508,30 @@ func (s *ImWebsocketService) fanOut(fds []uint64, m *dce.Message, over time.Dura
 		}
 		time.AfterFunc(over*time.Duration(i)/time.Duration(steps), func() { s.hub.Send(chunk, m) })
 	}
+}
+
+// insertSorted returns a new sorted slice with v added: slices handed out
+// earlier (a broadcast in progress) stay as they were.
+func insertSorted(s []uint64, v uint64) []uint64 {
+	i, found := slices.BinarySearch(s, v)
+	if found {
+		return s
+	}
+	out := make([]uint64, len(s)+1)
+	copy(out, s[:i])
+	out[i] = v
+	copy(out[i+1:], s[i:])
+	return out
+}
+
+// removeSorted returns a new sorted slice without v.
+func removeSorted(s []uint64, v uint64) []uint64 {
+	i, found := slices.BinarySearch(s, v)
+	if !found {
+		return s
+	}
+	out := make([]uint64, len(s)-1)
+	copy(out, s[:i])
+	copy(out[i:], s[i+1:])
+	return out
 }

@@ -34,6 +34,7 @@ func (ctl *ImController) im(c *dce.Context) (*service.SessionImService, error) {
 	if s == nil || c.Conn == nil {
 		return nil, dce.Fail(503, "the session chat runs only in SessionImServer (websocket.service)")
 	}
+	s.Join(c.Conn)
 	return s, nil
 }
 

@@ -28,7 +28,7 @@ func NewSessionImServer(env dce.Env, settings Settings) *SessionImServer {
 
 // Hooks are what the engine calls when websocket.service selects it.
 func (s *SessionImServer) Hooks() *dce.Server {
-	return &dce.Server{BeforeStart: s.BeforeStart, OnClose: s.OnClose, OnPresence: s.OnPresence, AfterStop: s.AfterStop}
+	return &dce.Server{BeforeStart: s.BeforeStart, OnClose: s.OnClose, OnPresence: s.OnPresence, OnPublish: s.OnPublish, AfterStop: s.AfterStop}
 }
 
 // BeforeStart opens the store: Redis on a cluster, else the configured
@@ -69,6 +69,13 @@ func (s *SessionImServer) OnClose(c dce.Conn) {
 func (s *SessionImServer) OnPresence(dce.Hub, map[int64]int) {
 	if im := s.im.Load(); im != nil {
 		im.listChanged()
+	}
+}
+
+// OnPublish delivers other nodes' group messages (a cluster).
+func (s *SessionImServer) OnPublish(_ dce.Hub, topic string, m *dce.Message) {
+	if im := s.im.Load(); im != nil {
+		im.Published(topic, m)
 	}
 }
 

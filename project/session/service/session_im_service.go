@@ -74,6 +74,21 @@ type Message struct {
 	Nickname   string `json:"nickname"`
 }
 
+// memberBase keeps this sample's members apart from the chat sample's in
+// the engine's session manager, which both share (one server, one
+// browser): member mid is logged in there as memberBase+mid. The chat's
+// ids (connection numbers, or its own counter) never reach it.
+const memberBase int64 = 1 << 48
+
+// signedIn returns the member (this sample's id) logged in on fd.
+func (s *SessionImService) signedIn(fd uint64) (int64, bool) {
+	id, ok := s.sessions.Member(fd)
+	if !ok || id <= memberBase {
+		return 0, false
+	}
+	return id - memberBase, true
+}
+
 // listGap is the least time between two online-list pushes: a burst of
 // logins is one push.
 const listGap = 100 * time.Millisecond
@@ -86,6 +101,7 @@ type SessionImService struct {
 	historyMax int
 
 	mu        sync.Mutex        // guards below; never held across a store call
+	conns     map[uint64]bool   // this node's connections of this sample (guests too): they get its pushes
 	members   map[int64]*Member // the members this node has met
 	listTimer *time.Timer       // the next online-list push, when one is due
 	lastList  time.Time
@@ -93,7 +109,7 @@ type SessionImService struct {
 
 // NewService runs the chat on hub with store.
 func NewService(hub dce.Hub, store kv.Store, settings Settings) *SessionImService {
-	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}}
+	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}, conns: map[uint64]bool{}}
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -135,11 +151,42 @@ func decodeMember(b []byte) (*Member, error) {
 	return &m, nil
 }
 
+// Join counts conn as one of this sample's connections: it gets the group
+// messages and the online list from now on. Every action calls it: the
+// page's first frame is its signer.
+func (s *SessionImService) Join(conn dce.Conn) {
+	s.mu.Lock()
+	s.conns[conn.FD()] = true
+	s.mu.Unlock()
+}
+
+// own lists this node's connections of this sample.
+func (s *SessionImService) own() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fds := make([]uint64, 0, len(s.conns))
+	for fd := range s.conns {
+		fds = append(fds, fd)
+	}
+	slices.Sort(fds)
+	return fds
+}
+
+// topicGroup carries group messages to the other nodes.
+const topicGroup = "session/im"
+
+// Published delivers another node's group message here.
+func (s *SessionImService) Published(topic string, m *dce.Message) {
+	if topic == topicGroup {
+		s.hub.Send(s.own(), m)
+	}
+}
+
 // Signer pushes to conn who its session is logged in as (null for a
 // guest), then the online list.
 func (s *SessionImService) Signer(conn dce.Conn) error {
 	var signer *Member
-	if mid, ok := s.sessions.Member(conn.FD()); ok {
+	if mid, ok := s.signedIn(conn.FD()); ok {
 		m, err := s.Member(mid)
 		if err != nil {
 			return err
@@ -174,15 +221,10 @@ func (s *SessionImService) Login(conn dce.Conn, nickname, brief string) (*Member
 		return nil, err
 	}
 	fd := conn.FD()
-	if old, ok := s.sessions.Member(fd); ok && old != m.Mid {
-		if _, _, err := s.sessions.Logout(fd); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.sessions.Login(fd, m.Mid); err != nil {
+	if err := s.sessions.Login(fd, memberBase+m.Mid); err != nil {
 		return nil, err // the session store is unavailable: a 503
 	}
-	if _, err := s.hub.PushMember(m.Mid, PathSigner, m); err != nil {
+	if _, err := s.hub.PushMember(memberBase+m.Mid, PathSigner, m); err != nil {
 		return nil, err
 	}
 	s.listChanged()
@@ -239,13 +281,13 @@ func (s *SessionImService) register(nickname, brief string) (*Member, error) {
 // connections here hear `signer;null`.
 func (s *SessionImService) Logout(conn dce.Conn) error {
 	fd := conn.FD()
-	mid, ok := s.sessions.Member(fd)
+	mid, ok := s.signedIn(fd)
 	if !ok {
 		return nil
 	}
 	sid := s.sessions.SessionOf(fd)
 	var same []uint64
-	for _, c := range s.sessions.MemberConns(mid) {
+	for _, c := range s.sessions.MemberConns(memberBase + mid) {
 		if s.sessions.SessionOf(c) == sid {
 			same = append(same, c)
 		}
@@ -258,9 +300,13 @@ func (s *SessionImService) Logout(conn dce.Conn) error {
 	return nil
 }
 
-// Closed hears that conn closed: if it was logged in, the list changes.
+// Closed hears that conn closed: it leaves; if it was logged in, the
+// list changes.
 func (s *SessionImService) Closed(conn dce.Conn) {
-	if _, ok := s.sessions.Member(conn.FD()); ok {
+	s.mu.Lock()
+	delete(s.conns, conn.FD())
+	s.mu.Unlock()
+	if _, ok := s.signedIn(conn.FD()); ok {
 		s.listChanged()
 	}
 }
@@ -275,7 +321,8 @@ func view(mid, target int64) string {
 }
 
 // Send stores a message of the member logged in on conn, to the group
-// (target 0: every connection, guests included, on every node) or to
+// (target 0: every connection of this sample, guests included, on every
+// node) or to
 // target (every connection of both members, on every node).
 func (s *SessionImService) Send(conn dce.Conn, target int64, text string) (*Message, error) {
 	switch {
@@ -286,7 +333,7 @@ func (s *SessionImService) Send(conn dce.Conn, target int64, text string) (*Mess
 	case target < 0:
 		return nil, dce.Fail(400, "target_mid: want 0 (the group) or a member id")
 	}
-	mid, ok := s.sessions.Member(conn.FD())
+	mid, ok := s.signedIn(conn.FD())
 	if !ok {
 		return nil, dce.Fail(401, "log in first")
 	}
@@ -314,14 +361,17 @@ func (s *SessionImService) Send(conn dce.Conn, target int64, text string) (*Mess
 	}
 	push := &dce.Message{Path: PathLoad, Body: append(append([]byte{'['}, b...), ']'), Mode: dce.Merge}
 	if target == 0 {
-		s.hub.SendAll(push)
+		s.hub.Send(s.own(), push)
+		if err := s.hub.Publish(topicGroup, push); err != nil {
+			s.hub.Logger().Warn("session chat: a message reached this node only", "id", id, "err", err.Error())
+		}
 		return &msg, nil
 	}
-	if _, err := s.hub.PushMember(mid, PathLoad, json.RawMessage(push.Body)); err != nil {
+	if _, err := s.hub.PushMember(memberBase+mid, PathLoad, json.RawMessage(push.Body)); err != nil {
 		return nil, err
 	}
 	if target != mid {
-		if _, err := s.hub.PushMember(target, PathLoad, json.RawMessage(push.Body)); err != nil {
+		if _, err := s.hub.PushMember(memberBase+target, PathLoad, json.RawMessage(push.Body)); err != nil {
 			return nil, err
 		}
 	}
@@ -337,7 +387,7 @@ func (s *SessionImService) Load(conn dce.Conn, target, afterID int64) (int, erro
 	var mid int64
 	if target != 0 {
 		var ok bool
-		if mid, ok = s.sessions.Member(conn.FD()); !ok {
+		if mid, ok = s.signedIn(conn.FD()); !ok {
 			return 0, dce.Fail(401, "log in first")
 		}
 	}
@@ -365,17 +415,18 @@ func joinJSON(values [][]byte) []byte {
 // list encodes the online list: every member logged in anywhere, with
 // its login places.
 func (s *SessionImService) list() ([]byte, error) {
-	online := s.sessions.Online()
-	out := make([]Entry, 0, len(online))
-	for _, mid := range online {
-		m, err := s.Member(mid)
+	online := s.sessions.Online() // ascending: this sample's members are at the end
+	i, _ := slices.BinarySearch(online, memberBase+1)
+	out := make([]Entry, 0, len(online)-i)
+	for _, id := range online[i:] {
+		m, err := s.Member(id - memberBase)
 		if err != nil {
 			return nil, err
 		}
 		if m == nil {
 			continue
 		}
-		out = append(out, Entry{Member: *m, LoginPlaces: s.sessions.Places(mid)})
+		out = append(out, Entry{Member: *m, LoginPlaces: s.sessions.Places(id)})
 	}
 	return json.Marshal(out)
 }
@@ -403,11 +454,5 @@ func (s *SessionImService) pushList() {
 		s.hub.Logger().Warn("session chat: online list not sent", "err", err.Error())
 		return
 	}
-	conns := s.hub.Conns()
-	fds := make([]uint64, 0, len(conns))
-	for _, c := range conns {
-		fds = append(fds, c.FD())
-	}
-	slices.Sort(fds)
-	s.hub.Send(fds, &dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
+	s.hub.Send(s.own(), &dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
 }
