@@ -378,11 +378,17 @@ func TestBesideTheChat(t *testing.T) {
 		t.Fatalf("the session sample's list shows the chat's member: %s", f)
 	}
 	alice.quiet("setMessageList;", 200*time.Millisecond) // the last read of alice: a timeout ends a WebSocket
-	// A chat connection closing leaves alice's session logged in.
-	chat.Conn.Close()
-	for deadline := time.Now().Add(5 * time.Second); len(s.Hub().Conns()) > 1; { // alice's is the one left
+	// A tab of alice closing (the chat's close hook runs for it too)
+	// leaves her session logged in.
+	tab := open(t, "alice's tab", addr, sid)
+	tab.send(`session/im/signer;""`)
+	tab.expect(`session/im/signer;{"mid":1,"nickname":"alice","brief":""}`)
+	before := len(s.Hub().Sessions().OnlineConns())
+	tab.ws.Conn.Close()
+	// Its session mappings go after the close hooks ran.
+	for deadline := time.Now().Add(5 * time.Second); len(s.Hub().Sessions().OnlineConns()) == before; {
 		if time.Now().After(deadline) {
-			t.Fatal("the chat's connection is still open on the server")
+			t.Fatal("the closed tab is still logged in on the server")
 		}
 		runtime.Gosched()
 	}
