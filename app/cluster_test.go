@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -33,27 +34,7 @@ func dialChat(t *testing.T, name, transport, addr string) *chatClient {
 	c := &chatClient{name: name, frames: make(chan string, 4096)}
 	switch transport {
 	case "ws":
-		ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var mu sync.Mutex
-		c.send = func(f string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return ws.WriteMessage(websocket.TextMessage, []byte(f))
-		}
-		c.close = func() { ws.Close() }
-		go func() {
-			defer close(c.frames)
-			for {
-				_, b, err := ws.ReadMessage()
-				if err != nil {
-					return
-				}
-				c.frames <- string(b)
-			}
-		}()
+		return dialWS(t, name, "ws://"+addr+"/", nil)
 	case "tcp":
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -79,6 +60,35 @@ func dialChat(t *testing.T, name, transport, addr string) *chatClient {
 			}
 		}()
 	}
+	t.Cleanup(c.close)
+	return c
+}
+
+// dialWS opens a WebSocket client at url with header (a cookie).
+func dialWS(t *testing.T, name, url string, header http.Header) *chatClient {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &chatClient{name: name, frames: make(chan string, 4096)}
+	var mu sync.Mutex
+	c.send = func(f string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return ws.WriteMessage(websocket.TextMessage, []byte(f))
+	}
+	c.close = func() { ws.Close() }
+	go func() {
+		defer close(c.frames)
+		for {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.frames <- string(b)
+		}
+	}()
 	t.Cleanup(c.close)
 	return c
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"dce/app/redistest"
 )
 
@@ -16,26 +14,7 @@ import (
 // page's cookie, as a browser tab does.
 func sessionTab(t *testing.T, name, addr, sid string) *chatClient {
 	t.Helper()
-	h := http.Header{"Cookie": {"dcesid=" + sid}}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/session/", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &chatClient{name: name, frames: make(chan string, 1024)}
-	c.send = func(f string) error { return ws.WriteMessage(websocket.TextMessage, []byte(f)) }
-	c.close = func() { ws.Close() }
-	go func() {
-		defer close(c.frames)
-		for {
-			_, b, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			c.frames <- string(b)
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
+	return dialWS(t, name, "ws://"+addr+"/session/", http.Header{"Cookie": {"dcesid=" + sid}})
 }
 
 // pageCookie loads the page at /session/ and returns the session id its

@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,4 +142,18 @@ func NewContext(t *testing.T, parent context.Context) context.Context {
 	}
 	WatchDialogs(t, ctx)
 	return ctx
+}
+
+// Screenshot saves the whole page as root/runtime/browser-test/name.
+func Screenshot(t *testing.T, ctx context.Context, root, name string) {
+	t.Helper()
+	png := Value(t, ctx, chromedp.FullScreenshot(100))
+	dir := filepath.Join(root, "runtime", "browser-test")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: runtime/browser-test/%s", name)
 }

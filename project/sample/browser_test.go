@@ -3,8 +3,6 @@ package sample_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,19 +29,6 @@ func login(t *testing.T, ctx context.Context, url, nick, brief string) {
 func say(t *testing.T, ctx context.Context, text string) {
 	t.Helper()
 	browsertest.Run(t, ctx, chromedp.SendKeys(chromedp.ID("message"), text+"\r"))
-}
-
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png := browsertest.Value(t, ctx, chromedp.FullScreenshot(100))
-	dir := filepath.Join(root, "runtime", "browser-test")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: runtime/browser-test/%s", name)
 }
 
 // TestBrowserChat drives two separate headless Chromium sessions through
@@ -93,8 +78,8 @@ func TestBrowserChat(t *testing.T) {
 		t.Errorf("the phone page is %d px wide; want no horizontal scroll at 375 px", w)
 	}
 
-	screenshot(t, ada, "chat-desktop.png")
-	screenshot(t, bo, "chat-phone-zh.png")
+	browsertest.Screenshot(t, ada, root, "chat-desktop.png")
+	browsertest.Screenshot(t, bo, root, "chat-phone-zh.png")
 
 	// Logout removes Ada from Bo's list.
 	browsertest.Run(t, ada, chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login")))

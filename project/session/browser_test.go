@@ -2,8 +2,6 @@ package session_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -42,19 +40,6 @@ func member(t *testing.T, ctx context.Context, nick string) {
 	browsertest.Eval[bool](t, ctx, `(() => { for (const li of document.querySelectorAll("#users li")) if (li.querySelector(".name").textContent === `+strconv.Quote(nick)+`) { li.click(); return true } return false })()`)
 }
 
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png := browsertest.Value(t, ctx, chromedp.FullScreenshot(100))
-	dir := filepath.Join(root, "runtime", "browser-test")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: runtime/browser-test/%s", name)
-}
-
 // TestBrowserSession: two nodes of a cluster (a private Redis), one
 // headless Chromium with four browser contexts (each its own cookies).
 // alice on node 1 and bob on node 2 chat privately while carol, in the
@@ -73,11 +58,11 @@ func TestBrowserSession(t *testing.T) {
 	url1 := "http://" + one.HTTPAddrs()[0] + "/session/"
 	url2 := "http://" + two.HTTPAddrs()[0] + "/session/"
 
-	root := browsertest.Browser(t, bin, "en-US", 1100, 720)
-	alice := browsertest.NewContext(t, root)
-	bob := browsertest.NewContext(t, root)
-	carol := browsertest.NewContext(t, root)
-	guest := browsertest.NewContext(t, root)
+	chrome := browsertest.Browser(t, bin, "en-US", 1100, 720)
+	alice := browsertest.NewContext(t, chrome)
+	bob := browsertest.NewContext(t, chrome)
+	carol := browsertest.NewContext(t, chrome)
+	guest := browsertest.NewContext(t, chrome)
 	for _, p := range []struct {
 		ctx context.Context
 		url string
@@ -134,7 +119,7 @@ func TestBrowserSession(t *testing.T) {
 	if marks := browsertest.Eval[int](t, carol, `document.querySelectorAll("#users .unread").length`); marks != 0 {
 		t.Errorf("carol has %d unread marks; the private chat is not hers", marks)
 	}
-	screenshot(t, alice, "session-alice.png")
+	browsertest.Screenshot(t, alice, root, "session-alice.png")
 
 	// alice refreshes: still logged in, her private chat's history there.
 	browsertest.Run(t, alice, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("logout")))
@@ -155,7 +140,7 @@ func TestBrowserSession(t *testing.T) {
 	if guestMode := browsertest.Eval[bool](t, guest, `!document.getElementById("login-open").classList.contains("hidden")`); !guestMode {
 		t.Error("after cancel the guest is not a guest any more")
 	}
-	screenshot(t, guest, "session-guest.png")
+	browsertest.Screenshot(t, guest, root, "session-guest.png")
 
 	// A phone in Chinese: the page in Chinese, the online list behind a
 	// button.
@@ -170,5 +155,5 @@ func TestBrowserSession(t *testing.T) {
 	}
 	browsertest.Run(t, phone, chromedp.Click(chromedp.ID("toggle-users")))
 	browsertest.WaitText(t, phone, "#users", "carol", false)
-	screenshot(t, phone, "session-phone.png")
+	browsertest.Screenshot(t, phone, root, "session-phone.png")
 }
