@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,14 +46,15 @@ func member(t *testing.T, ctx context.Context, nick string) {
 // alice on node 1 and bob on node 2 chat privately while carol, in the
 // group, sees none of it; alice refreshes and is still logged in, with her
 // history; a fourth context is a guest who reads the group and is asked to
-// log in when it types.
+// log in when it types; a node restarts under open pages, which come back
+// logged in and fetch what they missed.
 func TestBrowserSession(t *testing.T) {
 	bin := browsertest.Need(t)
 	redis := redistest.Start(t)
-	node := func(name string) *server.Server {
-		return start(t, func(c *config.Config) {
+	node := func(name string, more ...func(*config.Config)) *server.Server {
+		return start(t, append([]func(*config.Config){func(c *config.Config) {
 			c.Cluster.Redis, c.Cluster.Node, c.Cluster.DeadAfter = redis.URL(), name, 3*time.Second
-		})
+		}}, more...)...)
 	}
 	one, two := node("one"), node("two")
 	url1 := "http://" + one.HTTPAddrs()[0] + "/session/"
@@ -131,6 +133,26 @@ func TestBrowserSession(t *testing.T) {
 	browsertest.WaitText(t, alice, "#view-title", "Group chat", false)
 	browsertest.WaitText(t, alice, "#messages", "hello group", false)
 	browsertest.WaitText(t, alice, "#messages", "got it", true)
+
+	// Node one restarts under alice's and carol's open pages (everything
+	// is in Redis); meanwhile bob, on node two, writes to the group. Their
+	// pages reconnect, are still logged in, and fetch what they missed
+	// (after_id).
+	member(t, bob, "alice") // bob back to the group view
+	browsertest.WaitText(t, bob, "#view-title", "Group chat", false)
+	addr1 := one.HTTPAddrs()[0]
+	if err := one.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	say(t, bob, "while node one was down")
+	_, port, _ := strings.Cut(addr1, ":")
+	node("one", func(c *config.Config) { c.Websocket.Port, _ = strconv.Atoi(port) })
+	for _, ctx := range []context.Context{alice, carol} {
+		browsertest.WaitText(t, ctx, "#state-text", "Connected", false)
+		browsertest.WaitText(t, ctx, "#messages", "while node one was down", false)
+		browsertest.WaitText(t, ctx, "#messages", "hello group", false) // kept, not replaced
+		browsertest.Run(t, ctx, chromedp.WaitVisible(chromedp.ID("logout")))
+	}
 
 	// The guest reads the group; typing asks it to log in; cancel closes
 	// the dialog and it is still a guest.

@@ -97,7 +97,7 @@ func (s *ImWebsocketService) sendShared(member int64, text, now string) (*Messag
 	}
 	push := &dce.Message{Path: PathMessageList, Body: append(append([]byte{'['}, b...), ']'), Mode: dce.Merge}
 	s.mu.Lock() // in order with the logins of this node (their history, then the messages after it)
-	s.hub.Send(s.own, push)
+	s.hub.Send(s.ownFDs(), push)
 	s.mu.Unlock()
 	if err := s.hub.Publish(topicMessages, push); err != nil {
 		// Stored, so not lost: the other nodes' members find it in the
@@ -118,7 +118,7 @@ func (s *ImWebsocketService) Published(topic string, m *dce.Message) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.hub.Send(s.own, m)
+	s.hub.Send(s.ownFDs(), m)
 }
 
 // historyMessage is the newcomer's setMessageList: the last n messages

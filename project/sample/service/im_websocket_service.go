@@ -111,7 +111,8 @@ type ImWebsocketService struct {
 	history    []Message        // ring of at most historyMax, oldest first from head
 	head       int
 	nextMsgID  int64
-	own        []uint64          // the chat's logged-in connections, ascending; replaced, never modified (other projects share the sessions)
+	own        map[uint64]bool   // the chat's logged-in connections (other projects share the sessions)
+	ownList    []uint64          // own as a list, rebuilt when own changed since (ownFDs); shared, never modified
 	delta      map[uint64]bool   // logged-in connections that get presence changes
 	listVer    uint64            // bumped at each login, logout and disconnect
 	sentVer    map[uint64]uint64 // whole-list connections: the version of the list each last got
@@ -134,6 +135,7 @@ func New(hub dce.Hub, settings Settings) *ImWebsocketService {
 		byNick:     map[string]*Member{},
 		byID:       map[int64]*Member{},
 		entry:      map[int64][]byte{},
+		own:        map[uint64]bool{},
 		delta:      map[uint64]bool{},
 		sentVer:    map[uint64]uint64{},
 		changes:    map[int64]bool{},
@@ -207,7 +209,7 @@ func (s *ImWebsocketService) Login(conn dce.Conn, nickname, brief string, opt Lo
 	if err := s.sessions.Login(fd, m.ID); err != nil {
 		return nil, err // the session store is unavailable: a 503
 	}
-	s.own = insertSorted(s.own, fd)
+	s.own[fd], s.ownList = true, nil
 	s.listVer++
 	if !wasOnline {
 		s.changes[m.ID] = true
@@ -306,7 +308,7 @@ func (s *ImWebsocketService) Send(conn dce.Conn, text string) (*Message, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.hub.Send(s.own, push)
+	s.hub.Send(s.ownFDs(), push)
 	return &msg, nil
 }
 
@@ -315,10 +317,11 @@ func (s *ImWebsocketService) Logout(conn dce.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fd := conn.FD()
-	if _, mine := slices.BinarySearch(s.own, fd); !mine {
+	if !s.own[fd] {
 		return // not logged in to the chat (perhaps to another project sharing the sessions)
 	}
-	s.own = removeSorted(s.own, fd)
+	delete(s.own, fd)
+	s.ownList = nil
 	delete(s.delta, fd)
 	delete(s.sentVer, fd)
 	if member, ok, _ := s.sessions.Logout(fd); ok { // the member leaves this server's list even if the store failed
@@ -425,7 +428,7 @@ func (s *ImWebsocketService) schedule(now time.Time) {
 // clients, the joins and leaves to the delta clients.
 func (s *ImWebsocketService) pushLocked(now time.Time) {
 	members := len(s.sessions.Online())
-	online := s.own
+	online := s.ownFDs()
 	if len(s.changes) > 0 && !now.Before(s.lastDelta.Add(deltaInterval(members))) {
 		s.lastDelta = now
 		s.pushChanges(online)
@@ -510,28 +513,15 @@ func (s *ImWebsocketService) fanOut(fds []uint64, m *dce.Message, over time.Dura
 	}
 }
 
-// insertSorted returns a new sorted slice with v added: slices handed out
-// earlier (a broadcast in progress) stay as they were.
-func insertSorted(s []uint64, v uint64) []uint64 {
-	i, found := slices.BinarySearch(s, v)
-	if found {
-		return s
+// ownFDs lists the chat's logged-in connections (s.mu held). The list is
+// built once per change of the set, not per login: a burst of 10,000
+// logins costs one list per push, not 10,000 copies.
+func (s *ImWebsocketService) ownFDs() []uint64 {
+	if s.ownList == nil {
+		s.ownList = make([]uint64, 0, len(s.own))
+		for fd := range s.own {
+			s.ownList = append(s.ownList, fd)
+		}
 	}
-	out := make([]uint64, len(s)+1)
-	copy(out, s[:i])
-	out[i] = v
-	copy(out[i+1:], s[i:])
-	return out
-}
-
-// removeSorted returns a new sorted slice without v.
-func removeSorted(s []uint64, v uint64) []uint64 {
-	i, found := slices.BinarySearch(s, v)
-	if !found {
-		return s
-	}
-	out := make([]uint64, len(s)-1)
-	copy(out, s[:i])
-	copy(out[i:], s[i+1:])
-	return out
+	return s.ownList
 }
