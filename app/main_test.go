@@ -164,6 +164,7 @@ func startServer(t *testing.T, dir string) (*exec.Cmd, *lockedBuffer) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if out, code := dce(t, dir, "websocket", "status"); code == 0 && strings.Contains(out, `"connections"`) {
+			waitLog(t, log, "Connections: at most") // the control socket answers before the listeners open
 			return cmd, log
 		}
 		time.Sleep(50 * time.Millisecond)
