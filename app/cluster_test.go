@@ -151,6 +151,19 @@ func messages(t *testing.T, frame string) []chatMessage {
 	return ms
 }
 
+// clusterApp is a copy of the checkout, built, for cluster nodes.
+func clusterApp(t *testing.T) (dir string, ports []int) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary and runs servers")
+	}
+	dir, ports = copyApp(t)
+	if _, code := dce(t, dir, "routes"); code != 0 {
+		t.Fatal("./dce routes failed")
+	}
+	return dir, ports
+}
+
 // startNode runs one cluster node of dir on port.
 func startNode(t *testing.T, dir string, port int, redis string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
@@ -164,14 +177,8 @@ func startNode(t *testing.T, dir string, port int, redis string) (*exec.Cmd, *lo
 // leaves every list within cluster.dead_after, the others keep chatting,
 // and its user reconnects to another node and finds what it missed.
 func TestClusterThreeNodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs three servers")
-	}
+	dir, ports := clusterApp(t)
 	redis := redistest.Start(t)
-	dir, ports := copyApp(t)
-	if _, code := dce(t, dir, "routes"); code != 0 {
-		t.Fatal("./dce routes failed")
-	}
 	web := []int{ports[0], ports[0] + 10, ports[0] + 20}
 	tcp := []int{ports[2], ports[2] + 10, ports[2] + 20}
 	var nodes []*exec.Cmd
@@ -275,14 +282,8 @@ func TestClusterThreeNodes(t *testing.T) {
 // a node started after the restart sees the whole online list (presence
 // written again from the nodes' memory).
 func TestClusterRedisRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs servers")
-	}
+	dir, ports := clusterApp(t)
 	redis := redistest.StartPersistent(t)
-	dir, ports := copyApp(t)
-	if _, code := dce(t, dir, "routes"); code != 0 {
-		t.Fatal("./dce routes failed")
-	}
 	web := []int{ports[0], ports[0] + 10, ports[0] + 20}
 	startNode(t, dir, web[0], redis.URL())
 	startNode(t, dir, web[1], redis.URL())

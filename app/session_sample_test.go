@@ -100,14 +100,8 @@ func TestSessionSampleSurvivesRestart(t *testing.T) {
 // loses nothing: alice's cookie on the other node is logged in, with the
 // history.
 func TestSessionSampleSurvivesKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	dir, ports := clusterApp(t)
 	redis := redistest.StartPersistent(t)
-	dir, ports := copyApp(t)
-	if _, code := dce(t, dir, "routes"); code != 0 {
-		t.Fatal("./dce routes failed")
-	}
 	one, _ := startNode(t, dir, ports[0], redis.URL())
 	startNode(t, dir, ports[0]+10, redis.URL())
 	aliceSID := chatBefore(t, "127.0.0.1:"+strconv.Itoa(ports[0]))

@@ -20,27 +20,15 @@ type Server struct {
 	dir  string // with persistence: its append-only file's folder
 }
 
-// Start runs a redis-server on a free port, skipping the test when none
-// is installed; it is stopped at the end of the test.
-func Start(t testing.TB) *Server {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{t: t, Port: ln.Addr().(*net.TCPAddr).Port}
-	ln.Close()
-	s.Restart()
-	t.Cleanup(s.Stop)
-	return s
-}
+// Start runs a redis-server on a free port, without persistence, skipping
+// the test when none is installed; it is stopped at the end of the test.
+func Start(t testing.TB) *Server { t.Helper(); return start(t, "") }
 
 // StartPersistent is Start with an append-only file (fsync at every
 // write), as a production Redis keeps its data: a restart finds it again.
-func StartPersistent(t testing.TB) *Server {
+func StartPersistent(t testing.TB) *Server { t.Helper(); return start(t, t.TempDir()) }
+
+func start(t testing.TB, dir string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed")
@@ -49,7 +37,7 @@ func StartPersistent(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, Port: ln.Addr().(*net.TCPAddr).Port, dir: t.TempDir()}
+	s := &Server{t: t, Port: ln.Addr().(*net.TCPAddr).Port, dir: dir}
 	ln.Close()
 	s.Restart()
 	t.Cleanup(s.Stop)

@@ -22,6 +22,22 @@ export class DceError extends Error {
   }
 }
 
+/**
+ * Localize the page: the language is Chinese when the browser prefers it,
+ * else English; every [data-i18n] element gets its text and every
+ * [data-i18n-placeholder] its placeholder from table ({en: {...}, zh: {...}}).
+ * Returns t(key, vars), which fills {name} from vars.
+ */
+export function localize(table) {
+  const langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
+  const lang = /^zh\b/i.test(langs[0]) ? "zh" : "en";
+  const t = (k, vars = {}) => (table[lang][k] || table.en[k]).replace(/\{(\w+)\}/g, (_, v) => vars[v]);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.querySelectorAll("[data-i18n]").forEach(el => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach(el => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+  return t;
+}
+
 /** The WebSocket URL of this page's own host and port. */
 export function pageURL(path = "/") {
   return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
