@@ -396,3 +396,25 @@ func TestBesideTheChat(t *testing.T) {
 	again.send(`session/im/signer;""`)
 	again.expect(`session/im/signer;{"mid":1,"nickname":"alice","brief":""}`)
 }
+
+// TestDeltaPresence: a page that asks for deltas at its signer (ours does)
+// gets the whole list once, then only joins and leaves — a member whose
+// places change joins again with the new count.
+func TestDeltaPresence(t *testing.T) {
+	s := start(t)
+	addr := s.HTTPAddrs()[0]
+	watcher := open(t, "watcher", addr, newSID(t))
+	watcher.send(`session/im/signer;{"presence":"delta"}`)
+	watcher.expect(`session/im/signer;null`)
+	watcher.expect(`session/im/login;[]`)
+	sid := newSID(t)
+	bob := open(t, "bob", addr, sid)
+	bob.send(`session/im/login;{"nickname":"bob","brief":"b"}`)
+	watcher.expect(`session/im/presence;{"join":[{"mid":1,"nickname":"bob","brief":"b","loginPlaces":1}],"leave":[]}`)
+	open(t, "bob's tab", addr, sid) // opens logged in: a second place
+	watcher.expect(`session/im/presence;{"join":[{"mid":1,"nickname":"bob","brief":"b","loginPlaces":2}],"leave":[]}`)
+	bob.send(`session/im/logout;""`) // the session's: both places
+	watcher.expect(`session/im/presence;{"join":[],"leave":[1]}`)
+	watcher.send(`session/im/signer:9;{"presence":"lots"}`)
+	watcher.expect(`session/im/signer:9;{"status":false,"code":400,"message":"presence: want \"delta\" or \"list\", got \"lots\""}`)
+}

@@ -39,12 +39,23 @@ func (ctl *ImController) im(c *dce.Context) (*service.SessionImService, error) {
 }
 
 // signer: session/im/signer;"" → pushes signer, then the online list.
+// Our page sends session/im/signer;{"presence":"delta"}: later changes of
+// the list come as joins and leaves (session/im/presence).
 func (ctl *ImController) signer(c *dce.Context) error {
+	var in struct {
+		Presence string `json:"presence"`
+	}
+	if err := c.Bind(&in); err != nil {
+		return err
+	}
+	if in.Presence != "" && in.Presence != "delta" && in.Presence != "list" {
+		return dce.Fail(400, "presence: want \"delta\" or \"list\", got %q", in.Presence)
+	}
 	s, err := ctl.im(c)
 	if err != nil {
 		return err
 	}
-	return s.Signer(c.Conn)
+	return s.Signer(c.Conn, in.Presence == "delta")
 }
 
 // login: session/im/login;{"nickname":"Drunk","brief":"Welcome to Dce"}

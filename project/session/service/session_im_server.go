@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sync/atomic"
 
@@ -28,7 +29,7 @@ func NewSessionImServer(env dce.Env, settings Settings) *SessionImServer {
 
 // Hooks are what the engine calls when websocket.service selects it.
 func (s *SessionImServer) Hooks() *dce.Server {
-	return &dce.Server{BeforeStart: s.BeforeStart, OnClose: s.OnClose, OnPresence: s.OnPresence, OnPublish: s.OnPublish, AfterStop: s.AfterStop}
+	return &dce.Server{BeforeStart: s.BeforeStart, OnOpen: s.OnOpen, OnClose: s.OnClose, OnPresence: s.OnPresence, OnPublish: s.OnPublish, AfterStop: s.AfterStop}
 }
 
 // BeforeStart opens the store: Redis on a cluster, else the configured
@@ -55,6 +56,15 @@ func (s *SessionImServer) BeforeStart(hub dce.Hub) error {
 		return err
 	}
 	s.im.Store(NewService(hub, s.store, s.settings))
+	return nil
+}
+
+// OnOpen updates the online list when a connection opens logged in (a
+// refresh, a second tab: one more place).
+func (s *SessionImServer) OnOpen(c dce.Conn, _ *http.Request) error {
+	if im := s.im.Load(); im != nil {
+		im.Opened(c)
+	}
 	return nil
 }
 

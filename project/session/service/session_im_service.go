@@ -89,9 +89,27 @@ func (s *SessionImService) signedIn(fd uint64) (int64, bool) {
 	return id - memberBase, true
 }
 
-// listGap is the least time between two online-list pushes: a burst of
-// logins is one push.
-const listGap = 100 * time.Millisecond
+// The online list reaches a page at once when it opens (its signer). The
+// others hear of a change with the next coalesced push (SPEC §12):
+//
+//   - pages of the original protocol get the whole list, at most once per
+//     wholeGap, which grows with the square of the room (one push costs
+//     members² entries): 100 ms up to 1,000 members, 1 s at 3,200, at most
+//     10 s;
+//   - pages that asked for deltas (`session/im/signer;{"presence":"delta"}`,
+//     as ours does) get `session/im/presence;{"join":[entries],"leave":[mids]}`
+//     at most once per deltaGap: 100 ms up to 1,000 members, 1 s at 10,000.
+func wholeGap(members int) time.Duration {
+	n := time.Duration(members)
+	return min(max(n*n*100, 100*time.Millisecond), 10*time.Second)
+}
+
+func deltaGap(members int) time.Duration {
+	return min(max(time.Duration(members)*100*time.Microsecond, 100*time.Millisecond), time.Second)
+}
+
+// PathPresence carries the online list's changes to delta pages.
+const PathPresence = "session/im/presence"
 
 // SessionImService is the session chat of one running server.
 type SessionImService struct {
@@ -103,13 +121,19 @@ type SessionImService struct {
 	mu        sync.Mutex        // guards below; never held across a store call
 	conns     map[uint64]bool   // this node's connections of this sample (guests too): they get its pushes
 	members   map[int64]*Member // the members this node has met
+	delta     map[uint64]bool   // the connections that get changes, not whole lists
 	listTimer *time.Timer       // the next online-list push, when one is due
-	lastList  time.Time
+	wholeDue  bool              // the list changed since the last whole push
+	deltaDue  bool              // the list changed since the last delta push
+	lastWhole time.Time
+	lastDelta time.Time
+	shown     map[int64]Entry // the list at the last delta push
+	pushing   sync.Mutex      // one push at a time, in order
 }
 
 // NewService runs the chat on hub with store.
 func NewService(hub dce.Hub, store kv.Store, settings Settings) *SessionImService {
-	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}, conns: map[uint64]bool{}}
+	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}, conns: map[uint64]bool{}, delta: map[uint64]bool{}, shown: map[int64]Entry{}}
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -183,8 +207,16 @@ func (s *SessionImService) Published(topic string, m *dce.Message) {
 }
 
 // Signer pushes to conn who its session is logged in as (null for a
-// guest), then the online list.
-func (s *SessionImService) Signer(conn dce.Conn) error {
+// guest), then the online list. With delta, later changes of the list
+// come as session/im/presence pushes instead of whole lists.
+func (s *SessionImService) Signer(conn dce.Conn, delta bool) error {
+	s.mu.Lock()
+	if delta {
+		s.delta[conn.FD()] = true
+	} else {
+		delete(s.delta, conn.FD())
+	}
+	s.mu.Unlock()
 	var signer *Member
 	if mid, ok := s.signedIn(conn.FD()); ok {
 		m, err := s.Member(mid)
@@ -196,10 +228,11 @@ func (s *SessionImService) Signer(conn dce.Conn) error {
 	if err := conn.Push(PathSigner, signer); err != nil {
 		return nil // closed meanwhile
 	}
-	list, err := s.list()
+	entries, err := s.entries()
 	if err != nil {
 		return err
 	}
+	list, _ := json.Marshal(entries)
 	return conn.Send(&dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
 }
 
@@ -300,11 +333,20 @@ func (s *SessionImService) Logout(conn dce.Conn) error {
 	return nil
 }
 
+// Opened hears that conn opened: if its session is logged in, the
+// member has one more place.
+func (s *SessionImService) Opened(conn dce.Conn) {
+	if _, ok := s.signedIn(conn.FD()); ok {
+		s.listChanged()
+	}
+}
+
 // Closed hears that conn closed: it leaves; if it was logged in, the
 // list changes.
 func (s *SessionImService) Closed(conn dce.Conn) {
 	s.mu.Lock()
 	delete(s.conns, conn.FD())
+	delete(s.delta, conn.FD())
 	s.mu.Unlock()
 	if _, ok := s.signedIn(conn.FD()); ok {
 		s.listChanged()
@@ -412,9 +454,9 @@ func joinJSON(values [][]byte) []byte {
 	return append(b, ']')
 }
 
-// list encodes the online list: every member logged in anywhere, with
-// its login places.
-func (s *SessionImService) list() ([]byte, error) {
+// entries is the online list: every member logged in anywhere, with its
+// login places.
+func (s *SessionImService) entries() ([]Entry, error) {
 	online := s.sessions.Online() // ascending: this sample's members are at the end
 	i, _ := slices.BinarySearch(online, memberBase+1)
 	out := make([]Entry, 0, len(online)-i)
@@ -428,31 +470,110 @@ func (s *SessionImService) list() ([]byte, error) {
 		}
 		out = append(out, Entry{Member: *m, LoginPlaces: s.sessions.Places(id)})
 	}
-	return json.Marshal(out)
+	return out, nil
 }
 
-// listChanged schedules the online list for every connection of this
-// node (each node pushes its own): at once in a quiet room, else at most
-// once per listGap. The push runs a moment later, so a closing
-// connection's mappings are gone by then.
+// listChanged schedules the pushes a change of the online list calls for,
+// to this node's connections of the sample (each node pushes its own): at
+// once in a quiet room (after a moment, so a closing connection's mappings
+// are gone), else when the gap since the last push has passed.
 func (s *SessionImService) listChanged() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.listTimer != nil {
-		return
-	}
-	wait := max(10*time.Millisecond, time.Until(s.lastList.Add(listGap)))
-	s.listTimer = time.AfterFunc(wait, s.pushList)
+	s.wholeDue, s.deltaDue = true, true
+	s.scheduleLocked()
 }
 
-func (s *SessionImService) pushList() {
-	s.mu.Lock()
-	s.listTimer, s.lastList = nil, time.Now()
-	s.mu.Unlock()
-	list, err := s.list()
-	if err != nil {
-		s.hub.Logger().Warn("session chat: online list not sent", "err", err.Error())
+func (s *SessionImService) scheduleLocked() {
+	if s.listTimer != nil || (!s.wholeDue && !s.deltaDue) {
 		return
 	}
-	s.hub.Send(s.own(), &dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
+	n := len(s.shown)
+	var due time.Time
+	if s.wholeDue {
+		due = s.lastWhole.Add(wholeGap(n))
+	}
+	if d := s.lastDelta.Add(deltaGap(n)); s.deltaDue && (due.IsZero() || d.Before(due)) {
+		due = d
+	}
+	s.listTimer = time.AfterFunc(max(10*time.Millisecond, time.Until(due)), s.pushList)
+}
+
+// pushList sends what is due: the whole list to the original protocol's
+// pages, the changes since the last delta push to the delta pages.
+func (s *SessionImService) pushList() {
+	s.pushing.Lock()
+	defer s.pushing.Unlock()
+	s.mu.Lock()
+	s.listTimer = nil
+	s.mu.Unlock()
+	entries, err := s.entries()
+	if err != nil {
+		s.hub.Logger().Warn("session chat: online list not sent", "err", err.Error())
+		s.mu.Lock()
+		s.scheduleLocked()
+		s.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	n := len(entries)
+	sendWhole := s.wholeDue && !now.Before(s.lastWhole.Add(wholeGap(n)))
+	sendDelta := s.deltaDue && !now.Before(s.lastDelta.Add(deltaGap(n)))
+	var whole, delta []uint64
+	for fd := range s.conns {
+		switch {
+		case s.delta[fd] && sendDelta:
+			delta = append(delta, fd)
+		case !s.delta[fd] && sendWhole:
+			whole = append(whole, fd)
+		}
+	}
+	var changes []byte
+	if sendDelta {
+		changes = s.diffLocked(entries)
+		s.deltaDue, s.lastDelta = false, now
+	}
+	if sendWhole {
+		s.wholeDue, s.lastWhole = false, now
+	}
+	s.scheduleLocked() // what is still due
+	s.mu.Unlock()
+	if len(whole) > 0 {
+		list, _ := json.Marshal(entries)
+		s.hub.Send(whole, &dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
+	}
+	if len(delta) > 0 && changes != nil {
+		s.hub.Send(delta, &dce.Message{Path: PathPresence, Body: changes})
+	}
+}
+
+// diffLocked encodes what changed since the last delta push —
+// {"join":[entries new or changed],"leave":[mids gone]} — and remembers
+// entries as shown; nil when nothing changed.
+func (s *SessionImService) diffLocked(entries []Entry) []byte {
+	now := make(map[int64]Entry, len(entries))
+	join := []Entry{}
+	for _, e := range entries {
+		now[e.Mid] = e
+		if s.shown[e.Mid] != e {
+			join = append(join, e)
+		}
+	}
+	leave := []int64{}
+	for mid := range s.shown {
+		if _, ok := now[mid]; !ok {
+			leave = append(leave, mid)
+		}
+	}
+	s.shown = now
+	if len(join) == 0 && len(leave) == 0 {
+		return nil
+	}
+	slices.Sort(leave)
+	b, _ := json.Marshal(struct {
+		Join  []Entry `json:"join"`
+		Leave []int64 `json:"leave"`
+	}{join, leave})
+	return b
 }
