@@ -41,6 +41,7 @@ type Envelope struct {
 	// Full replaces everything known of that node.
 	Places map[int64]int `json:"l,omitempty"`
 	Full   bool          `json:"u,omitempty"`
+	Ask    bool          `json:"a,omitempty"` // the others answer with a Full of theirs
 }
 
 // Envelope destinations.

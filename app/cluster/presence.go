@@ -18,15 +18,17 @@ type presence struct {
 	mu     sync.Mutex
 	own    map[int64]int // this node's places per member
 	dirty  map[int64]bool
-	full   bool // write and announce everything (after a (re)subscription)
+	full   bool // write and announce everything (after a (re)subscription, or when asked)
+	ask    bool // with the next full announcement, ask the others for theirs
 	wake   chan struct{}
 	remote map[string]map[int64]int // node → member → places
 	live   map[string]bool          // the nodes seen alive at the last check
+	seen   map[string]time.Time     // when each other node last showed it lives (a beat, an envelope)
 }
 
 func (p *presence) init() {
 	p.own, p.dirty = map[int64]int{}, map[int64]bool{}
-	p.remote, p.live = map[string]map[int64]int{}, map[string]bool{}
+	p.remote, p.live, p.seen = map[string]map[int64]int{}, map[string]bool{}, map[string]time.Time{}
 	p.wake = make(chan struct{}, 1)
 }
 
@@ -52,17 +54,16 @@ func (c *Cluster) SetPlaces(member int64, places int) {
 }
 
 // resync has the writer rewrite this node's hash and announce all of it,
-// and reads every other live node's: after a (re)subscription.
+// asking every other node to announce all of theirs: after a
+// (re)subscription, what was missed meanwhile is replaced, not patched.
 func (c *Cluster) resync() {
 	c.p.mu.Lock()
-	c.p.full = true
-	clear(c.p.live) // every live node is read again at the next check
+	c.p.full, c.p.ask = true, true
 	c.p.mu.Unlock()
 	select {
 	case c.p.wake <- struct{}{}:
 	default:
 	}
-	go c.checkNodes()
 }
 
 // presenceWriter writes this node's changes to its hash and publishes them,
@@ -80,7 +81,7 @@ func (c *Cluster) presenceWriter() {
 		case <-retry.C:
 		}
 		p.mu.Lock()
-		full := p.full
+		full, ask := p.full, p.ask
 		batch := make(map[int64]int, len(p.dirty))
 		if full {
 			maps.Copy(batch, p.own)
@@ -89,22 +90,23 @@ func (c *Cluster) presenceWriter() {
 				batch[m] = p.own[m]
 			}
 		}
-		p.dirty, p.full = map[int64]bool{}, false
+		p.dirty, p.full, p.ask = map[int64]bool{}, false, false
 		p.mu.Unlock()
 		if len(batch) == 0 && !full {
 			continue
 		}
-		if err := c.writePresence(batch, full); err != nil {
+		if err := c.writePresence(batch, full, ask); err != nil {
 			c.logErr("presence", err)
 			p.mu.Lock() // try again: everything, since what failed is unknown
 			p.full = true
+			p.ask = p.ask || ask
 			p.mu.Unlock()
 			retry.Reset(200 * time.Millisecond)
 		}
 	}
 }
 
-func (c *Cluster) writePresence(batch map[int64]int, full bool) error {
+func (c *Cluster) writePresence(batch map[int64]int, full, ask bool) error {
 	key := c.presenceKey(c.o.Node)
 	err := c.guard.Do(context.Background(), func(ctx context.Context) error {
 		cmds := c.rdb.B()
@@ -140,12 +142,21 @@ func (c *Cluster) writePresence(batch map[int64]int, full bool) error {
 	if err != nil {
 		return err
 	}
-	return c.Publish(Envelope{To: ToPresence, Places: batch, Full: full})
+	return c.Publish(Envelope{To: ToPresence, Places: batch, Full: full, Ask: ask})
 }
 
-// received applies another node's presence envelope.
+// received applies another node's presence envelope, and answers one
+// that asks with a full announcement of this node's.
 func (c *Cluster) received(e Envelope) {
 	c.p.mu.Lock()
+	c.p.seen[e.From] = time.Now()
+	if e.Ask {
+		c.p.full = true
+		select {
+		case c.p.wake <- struct{}{}:
+		default:
+		}
+	}
 	old := c.p.remote[e.From]
 	var now map[int64]int
 	if e.Full {
@@ -204,22 +215,37 @@ func (c *Cluster) notify(changed map[int64]int) {
 
 // checkNodes drops the nodes that stopped beating (their members leave),
 // reads the hash of every node newly seen alive, and removes the dead
-// from Redis.
+// from Redis. A node missing from the set altogether (a Redis restarted
+// empty) is dropped only once it has not been heard of for as long as a
+// stale one: it beats again within dead_after/4.
 func (c *Cluster) checkNodes() {
-	nodes, err := c.Nodes()
+	beats := map[string]float64{}
+	err := c.guard.Do(context.Background(), func(ctx context.Context) error {
+		zs, err := c.rdb.Do(ctx, c.rdb.B().Zrange().Key(c.nodesKey()).Min("0").Max("-1").Withscores().Build()).AsZScores()
+		for _, z := range zs {
+			beats[z.Member] = z.Score
+		}
+		return err
+	})
 	if err != nil {
 		return // Redis is down: keep what is known until it answers
 	}
+	now := time.Now()
+	limit := float64(now.Add(-c.silentLimit()).UnixMilli())
+	c.p.mu.Lock()
 	alive := map[string]bool{}
-	for _, n := range nodes {
-		if n != c.o.Node {
+	for n, score := range beats {
+		if n != c.o.Node && score >= limit {
 			alive[n] = true
+			c.p.seen[n] = now
 		}
 	}
-	c.p.mu.Lock()
 	var gone, came []string
 	for n := range c.p.remote {
-		if !alive[n] {
+		if alive[n] {
+			continue
+		}
+		if _, stale := beats[n]; stale || now.Sub(c.p.seen[n]) > c.silentLimit() {
 			gone = append(gone, n)
 		}
 	}
@@ -232,6 +258,7 @@ func (c *Cluster) checkNodes() {
 	changed := map[int64]int{}
 	for _, n := range gone {
 		maps.Copy(changed, c.replaceLocked(n, nil))
+		delete(c.p.seen, n)
 	}
 	c.p.mu.Unlock()
 	c.notify(changed)
