@@ -40,7 +40,7 @@ var timeRe = regexp.MustCompile(`"create_time":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"`
 func norm(frame string) string { return timeRe.ReplaceAllString(frame, `"create_time":"T"`) }
 
 // newSID is a browser's session cookie value.
-func newSID(t *testing.T) string {
+func newSID(t testing.TB) string {
 	b := make([]byte, 20)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)

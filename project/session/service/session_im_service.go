@@ -123,17 +123,19 @@ type SessionImService struct {
 	members   map[int64]*Member // the members this node has met
 	delta     map[uint64]bool   // the connections that get changes, not whole lists
 	listTimer *time.Timer       // the next online-list push, when one is due
+	timerAt   time.Time         // when listTimer fires
 	wholeDue  bool              // the list changed since the last whole push
 	deltaDue  bool              // the list changed since the last delta push
 	lastWhole time.Time
 	lastDelta time.Time
 	shown     map[int64]Entry // the list at the last delta push
+	snap      []byte          // shown, encoded: what a delta page gets at its signer; shared, never modified
 	pushing   sync.Mutex      // one push at a time, in order
 }
 
 // NewService runs the chat on hub with store.
 func NewService(hub dce.Hub, store kv.Store, settings Settings) *SessionImService {
-	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}, conns: map[uint64]bool{}, delta: map[uint64]bool{}, shown: map[int64]Entry{}}
+	return &SessionImService{hub: hub, sessions: hub.Sessions(), store: store, historyMax: max(1, settings.HistoryMax), members: map[int64]*Member{}, conns: map[uint64]bool{}, delta: map[uint64]bool{}, shown: map[int64]Entry{}, snap: []byte("[]")}
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -210,13 +212,6 @@ func (s *SessionImService) Published(topic string, m *dce.Message) {
 // guest), then the online list. With delta, later changes of the list
 // come as session/im/presence pushes instead of whole lists.
 func (s *SessionImService) Signer(conn dce.Conn, delta bool) error {
-	s.mu.Lock()
-	if delta {
-		s.delta[conn.FD()] = true
-	} else {
-		delete(s.delta, conn.FD())
-	}
-	s.mu.Unlock()
 	var signer *Member
 	if mid, ok := s.signedIn(conn.FD()); ok {
 		m, err := s.Member(mid)
@@ -225,15 +220,32 @@ func (s *SessionImService) Signer(conn dce.Conn, delta bool) error {
 		}
 		signer = m
 	}
+	// In order with the pushes: this page gets the list as of the last
+	// push, and every push after it.
+	s.pushing.Lock()
+	defer s.pushing.Unlock()
+	s.mu.Lock()
+	if delta {
+		s.delta[conn.FD()] = true
+	} else {
+		delete(s.delta, conn.FD())
+	}
+	snap := s.snap
+	s.mu.Unlock()
 	if err := conn.Push(PathSigner, signer); err != nil {
 		return nil // closed meanwhile
 	}
-	entries, err := s.entries()
-	if err != nil {
-		return err
+	if !delta { // the original page: the list as it is now
+		entries, err := s.entries()
+		if err != nil {
+			return err
+		}
+		snap, _ = json.Marshal(entries)
 	}
-	list, _ := json.Marshal(entries)
-	return conn.Send(&dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
+	// A delta page gets the list of the last delta push, shared, not built
+	// again for every newcomer (a room of 10,000 is 800 KB); the next push
+	// brings what it lacks, at most deltaGap later.
+	return conn.Send(&dce.Message{Path: PathList, Body: snap, Mode: dce.Latest})
 }
 
 // Login logs the session of conn in as nickname, registering it on first
@@ -485,7 +497,7 @@ func (s *SessionImService) listChanged() {
 }
 
 func (s *SessionImService) scheduleLocked() {
-	if s.listTimer != nil || (!s.wholeDue && !s.deltaDue) {
+	if !s.wholeDue && !s.deltaDue {
 		return
 	}
 	n := len(s.shown)
@@ -496,6 +508,13 @@ func (s *SessionImService) scheduleLocked() {
 	if d := s.lastDelta.Add(deltaGap(n)); s.deltaDue && (due.IsZero() || d.Before(due)) {
 		due = d
 	}
+	if s.listTimer != nil {
+		if !due.Before(s.timerAt) {
+			return // the timer set will carry this change
+		}
+		s.listTimer.Stop() // a delta due before the whole list the timer waits for
+	}
+	s.timerAt = due
 	s.listTimer = time.AfterFunc(max(10*time.Millisecond, time.Until(due)), s.pushList)
 }
 
@@ -515,6 +534,7 @@ func (s *SessionImService) pushList() {
 		s.mu.Unlock()
 		return
 	}
+	list, _ := json.Marshal(entries)
 	now := time.Now()
 	s.mu.Lock()
 	n := len(entries)
@@ -532,6 +552,7 @@ func (s *SessionImService) pushList() {
 	var changes []byte
 	if sendDelta {
 		changes = s.diffLocked(entries)
+		s.snap = list
 		s.deltaDue, s.lastDelta = false, now
 	}
 	if sendWhole {
@@ -540,7 +561,6 @@ func (s *SessionImService) pushList() {
 	s.scheduleLocked() // what is still due
 	s.mu.Unlock()
 	if len(whole) > 0 {
-		list, _ := json.Marshal(entries)
 		s.hub.Send(whole, &dce.Message{Path: PathList, Body: list, Mode: dce.Latest})
 	}
 	if len(delta) > 0 && changes != nil {
