@@ -180,38 +180,51 @@ func (s *ImWebsocketService) Remote(changes map[int64]int) {
 	s.mu.Lock()
 	var unknown []int64
 	for id := range changes {
-		if s.entry[id] == nil {
+		if s.entry[id] == nil && !s.foreign[id] {
 			unknown = append(unknown, id)
 		}
 	}
 	s.mu.Unlock()
-	met := s.fetch(unknown)
+	met, absent := s.fetch(unknown)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range met {
 		s.remember(m)
 	}
-	for id := range changes {
-		s.changes[id] = s.sessions.Places(id) > 0
+	for _, id := range absent { // not in the chat's registry: another project's member
+		s.foreign[id] = true
 	}
-	s.listVer++
-	s.schedule(time.Now())
-}
-
-// fetch reads members by id from the shared registry; those it cannot
-// read are left out (the next change brings them again).
-func (s *ImWebsocketService) fetch(ids []int64) []*Member {
-	var out []*Member
-	for _, id := range ids {
-		b, ok, err := s.shared.Get(context.Background(), tableMember, strconv.FormatInt(id, 10))
-		if err != nil || !ok {
+	mine := false
+	for id := range changes {
+		if s.entry[id] == nil {
 			continue
 		}
-		if m, err := decodeMember(b); err == nil {
-			out = append(out, m)
+		s.changes[id] = s.sessions.Places(id) > 0
+		mine = true
+	}
+	if mine {
+		s.listVer++
+		s.schedule(time.Now())
+	}
+}
+
+// fetch reads members by id from the shared registry, and lists the ids
+// it does not hold (another project's members); those it cannot read now
+// are in neither (the next change brings them again).
+func (s *ImWebsocketService) fetch(ids []int64) (met []*Member, absent []int64) {
+	for _, id := range ids {
+		b, ok, err := s.shared.Get(context.Background(), tableMember, strconv.FormatInt(id, 10))
+		switch {
+		case err != nil:
+		case !ok:
+			absent = append(absent, id)
+		default:
+			if m, err := decodeMember(b); err == nil {
+				met = append(met, m)
+			}
 		}
 	}
-	return out
+	return met, absent
 }
 
 // openShared opens the cluster's shared store (nil, nil on one node).

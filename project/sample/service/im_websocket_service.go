@@ -108,6 +108,7 @@ type ImWebsocketService struct {
 	byNick     map[string]*Member
 	byID       map[int64]*Member
 	entry      map[int64][]byte // member id → its encoded list entry
+	foreign    map[int64]bool   // on a cluster: ids online elsewhere that are not the chat's (another project's members)
 	history    []Message        // ring of at most historyMax, oldest first from head
 	head       int
 	nextMsgID  int64
@@ -135,6 +136,7 @@ func New(hub dce.Hub, settings Settings) *ImWebsocketService {
 		byNick:     map[string]*Member{},
 		byID:       map[int64]*Member{},
 		entry:      map[int64][]byte{},
+		foreign:    map[int64]bool{},
 		own:        map[uint64]bool{},
 		delta:      map[uint64]bool{},
 		sentVer:    map[uint64]uint64{},
