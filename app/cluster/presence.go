@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/redis/rueidis"
 )
 
 // presence is what this node knows of who is logged in where. Its own
@@ -119,21 +121,24 @@ func (c *Cluster) writePresence(batch map[int64]int, full, ask bool) error {
 				del = append(del, strconv.FormatInt(m, 10))
 			}
 		}
+		// One MULTI: a node reading this hash meanwhile sees the old or the
+		// new members, never an emptied hash.
+		todo := rueidis.Commands{cmds.Multi().Build()}
 		if full {
-			if err := c.rdb.Do(ctx, cmds.Del().Key(key).Build()).Error(); err != nil {
-				return err
-			}
+			todo = append(todo, cmds.Del().Key(key).Build())
 		} else if len(del) > 0 {
-			if err := c.rdb.Do(ctx, cmds.Hdel().Key(key).Field(del...).Build()).Error(); err != nil {
-				return err
-			}
+			todo = append(todo, cmds.Hdel().Key(key).Field(del...).Build())
 		}
 		if len(set) > 0 {
 			fv := cmds.Hset().Key(key).FieldValue()
 			for i := 0; i < len(set); i += 2 {
 				fv = fv.FieldValue(set[i], set[i+1])
 			}
-			if err := c.rdb.Do(ctx, fv.Build()).Error(); err != nil {
+			todo = append(todo, fv.Build())
+		}
+		todo = append(todo, cmds.Exec().Build())
+		for _, res := range c.rdb.DoMulti(ctx, todo...) {
+			if err := res.Error(); err != nil {
 				return err
 			}
 		}
