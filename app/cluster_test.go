@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"dce/app/redistest"
+	"dce/app/wait"
 )
 
 // chatClient is one chat user on a node, over WebSocket or TCP, speaking
@@ -302,19 +303,15 @@ func TestClusterRedisRestart(t *testing.T) {
 	redis.Restart()
 	// The nodes reconnect by themselves; a send succeeds again and reaches
 	// the other node.
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 8; ; i++ {
+	i := 7
+	if !wait.Until(15*time.Second, func() bool {
+		i++
 		_ = alice.send(fmt.Sprintf(`sample/im/send:%d;{"message":"after %d"}`, i, i))
-		f := alice.next(t, fmt.Sprintf("sample/im/send:%d;", i), 5*time.Second)
-		if !strings.Contains(f, `"code":503`) {
-			for !strings.Contains(bob.next(t, "setMessageList;", 5*time.Second), fmt.Sprintf("after %d", i)) {
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sends are still refused 15 s after Redis came back")
-		}
-		time.Sleep(200 * time.Millisecond)
+		return !strings.Contains(alice.next(t, fmt.Sprintf("sample/im/send:%d;", i), 5*time.Second), `"code":503`)
+	}) {
+		t.Fatal("sends are still refused 15 s after Redis came back")
+	}
+	for !strings.Contains(bob.next(t, "setMessageList;", 5*time.Second), fmt.Sprintf("after %d", i)) {
 	}
 	for _, c := range []*chatClient{alice, bob} {
 		select {

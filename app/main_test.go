@@ -24,6 +24,7 @@ import (
 
 	"dce/app/internal/projects"
 	"dce/app/servertest"
+	"dce/app/wait"
 )
 
 // TestProjectsCompiledIn fails when a project folder with Go code is not
@@ -161,16 +162,12 @@ func startServer(t *testing.T, dir string) (*exec.Cmd, *lockedBuffer) {
 	cmd := exec.Command(filepath.Join(dir, "dce"), "websocket", "start")
 	cmd.Env = cleanEnv()
 	log := background(t, cmd)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if out, code := dce(t, dir, "websocket", "status"); code == 0 && strings.Contains(out, `"connections"`) {
-			waitLog(t, log, "Connections: at most") // the control socket answers before the listeners open
-			return cmd, log
-		}
-		time.Sleep(50 * time.Millisecond)
+	// The start log's last line comes once every listener is open (the
+	// control socket answers earlier); the first run may build the binary.
+	if !wait.Until(60*time.Second, func() bool { return strings.Contains(log.String(), "Connections: at most") }) {
+		t.Fatalf("server did not start:\n%s", log.String())
 	}
-	t.Fatalf("server did not start:\n%s", log.String())
-	return nil, nil
+	return cmd, log
 }
 
 // lockedBuffer collects a process's output while tests read it.
@@ -191,7 +188,8 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func wait(t *testing.T, cmd *exec.Cmd) int {
+// waitExit waits for cmd to end and returns its exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -291,7 +289,7 @@ func init() {
 	if out, code := dce(t, dir, "websocket", "stop"); code != 0 || !strings.Contains(out, "stopped") {
 		t.Errorf("stop: exit %d %q", code, out)
 	}
-	if code := wait(t, cmd); code != 0 {
+	if code := waitExit(t, cmd); code != 0 {
 		t.Errorf("server exit code %d; want 0\n%s", code, log.String())
 	}
 	for {
@@ -313,7 +311,7 @@ func init() {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, cmd)
+	waitExit(t, cmd)
 	if _, err := os.Stat(filepath.Join(dir, "runtime", "dce.sock")); err != nil {
 		t.Errorf("kill -9 should leave the socket file behind (the next start must replace it): %v", err)
 	}
@@ -324,7 +322,7 @@ func init() {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := wait(t, cmd); code != 0 {
+	if code := waitExit(t, cmd); code != 0 {
 		t.Errorf("exit after SIGTERM: %d\n%s", code, log.String())
 	}
 }
@@ -332,12 +330,8 @@ func init() {
 // waitLog waits until the server's output contains s.
 func waitLog(t *testing.T, log *lockedBuffer, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(log.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("server log lacks %q:\n%s", s, log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !wait.Until(10*time.Second, func() bool { return strings.Contains(log.String(), s) }) {
+		t.Fatalf("server log lacks %q:\n%s", s, log.String())
 	}
 }
 
@@ -411,7 +405,7 @@ func TestOutOfFiles(t *testing.T) {
 	if out, code := dce(t, dir, "websocket", "stop"); code != 0 || !strings.Contains(out, "stopped") {
 		t.Errorf("stop while out of files: exit %d %q\n%s", code, out, log.String())
 	}
-	if code := wait(t, cmd); code != 0 {
+	if code := waitExit(t, cmd); code != 0 {
 		t.Errorf("server exit %d; want 0", code)
 	}
 	for _, f := range []string{"dce.sock", "dce.pid"} {
@@ -451,7 +445,7 @@ func TestOutOfFiles(t *testing.T) {
 	if out, code := dce(t, dir, "websocket", "stop"); code != 0 {
 		t.Errorf("stop: exit %d %q", code, out)
 	}
-	if code := wait(t, cmd); code != 0 {
+	if code := waitExit(t, cmd); code != 0 {
 		t.Errorf("server exit %d; want 0", code)
 	}
 }
@@ -506,7 +500,7 @@ func TestTwoServersOneFolder(t *testing.T) {
 	if out, code := dce(t, dir, "websocket", "stop"); code != 0 || !strings.Contains(out, "stopped") {
 		t.Errorf("stop: exit %d %q\n%s", code, out, log1.String())
 	}
-	if code := wait(t, one); code != 0 {
+	if code := waitExit(t, one); code != 0 {
 		t.Errorf("default server exit %d", code)
 	}
 	// Only the other one runs: commands without -port reach it.
@@ -516,7 +510,7 @@ func TestTwoServersOneFolder(t *testing.T) {
 	if out, code := dce(t, dir, "websocket", "stop", "-port", strconv.Itoa(second)); code != 0 || !strings.Contains(out, "stopped") {
 		t.Errorf("stop -port %d: exit %d %q", second, code, out)
 	}
-	if code := wait(t, cmd); code != 0 {
+	if code := waitExit(t, cmd); code != 0 {
 		t.Errorf("second server exit %d", code)
 	}
 }

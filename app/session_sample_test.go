@@ -86,7 +86,7 @@ func TestSessionSampleSurvivesRestart(t *testing.T) {
 	if out, code := dce(t, dir, "websocket", "stop"); code != 0 {
 		t.Fatalf("stop: %d %s", code, out)
 	}
-	wait(t, first)
+	waitExit(t, first)
 	_, log := startLimited(t, dir, 4096, []string{"DCE_LOG_LEVEL=debug"})
 	defer func() {
 		if t.Failed() {

@@ -5,6 +5,7 @@ package browsertest
 
 import (
 	"context"
+	"dce/app/wait"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,14 +120,12 @@ func Eval[T any](t *testing.T, ctx context.Context, js string) T {
 // longer contains) s.
 func WaitText(t *testing.T, ctx context.Context, sel, s string, absent bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
 	var text string
-	for time.Now().Before(deadline) {
+	if wait.Until(10*time.Second, func() bool {
 		text = Eval[string](t, ctx, `document.querySelector(`+strconv.Quote(sel)+`).textContent`)
-		if strings.Contains(text, s) != absent {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(text, s) != absent
+	}) {
+		return
 	}
 	t.Fatalf("%s text %q: want %q present=%v", sel, text, s, !absent)
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"dce/app/redistest"
+	"dce/app/wait"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -33,16 +34,11 @@ func TestDeadNodeLeaves(t *testing.T) {
 	if nodes, err := c.Nodes(); err != nil || !slices.Equal(nodes, []string{"alive"}) {
 		t.Errorf("Nodes = %v %v; want only the living", nodes, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !wait.Until(5*time.Second, func() bool {
 		n, _ := c.rdb.Do(ctx, c.rdb.B().Zcard().Key(c.nodesKey()).Build()).AsInt64()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the dead node was never removed from the set")
-		}
-		time.Sleep(50 * time.Millisecond)
+		return n == 1
+	}) {
+		t.Fatal("the dead node was never removed from the set")
 	}
 }
 
@@ -100,16 +96,12 @@ func TestRedisRestart(t *testing.T) {
 	}
 	redis.Restart()
 	waitFor("after the restart")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		nodes, _ := b.Nodes()
-		if slices.Equal(nodes, []string{"a", "b"}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("live nodes after the restart: %v; want both beating again", nodes)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var nodes []string
+	if !wait.Until(5*time.Second, func() bool {
+		nodes, _ = b.Nodes()
+		return slices.Equal(nodes, []string{"a", "b"})
+	}) {
+		t.Fatalf("live nodes after the restart: %v; want both beating again", nodes)
 	}
 }
 
@@ -151,16 +143,12 @@ func TestPresence(t *testing.T) {
 
 	redis.Stop()
 	redis.Restart() // empty: a must write member 7 again
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		h, _ := b.rdb.Do(context.Background(), b.rdb.B().Hgetall().Key(b.presenceKey("a")).Build()).AsStrMap()
-		if h["7"] == "1" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a's presence in Redis after the restart: %v; want member 7 at 1 place", h)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var h map[string]string
+	if !wait.Until(10*time.Second, func() bool {
+		h, _ = b.rdb.Do(context.Background(), b.rdb.B().Hgetall().Key(b.presenceKey("a")).Build()).AsStrMap()
+		return h["7"] == "1"
+	}) {
+		t.Fatalf("a's presence in Redis after the restart: %v; want member 7 at 1 place", h)
 	}
 	for len(heard) > 0 { // no flicker: member 7 never left b's view during the outage
 		if m := <-heard; m[7] == 0 {

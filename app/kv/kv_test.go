@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"dce/app/redistest"
+	"dce/app/wait"
 )
 
 // stores runs f against every store: memory, a file in a temporary
@@ -187,10 +188,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("a call during the outage: %v after %v, want ErrUnavailable at once", err, time.Since(began))
 	}
 	r.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.Available() && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(10*time.Second, s.Available)
 	if n, err := s.Next(ctx, "ids"); err != nil || n != 1 {
 		t.Fatalf("after Redis came back (empty): %d %v", n, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"dce/app/redistest"
 	"dce/app/servertest"
 	"dce/app/session"
+	"dce/app/wait"
 )
 
 // whoami asks the server which session and member the client has.
@@ -208,14 +209,12 @@ func TestRedisLostWhileRunning(t *testing.T) {
 	}
 
 	redis.Restart()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var got string
+	if !wait.Until(15*time.Second, func() bool {
 		c.Send(`srvtest/login:4;{}`)
-		if got := c.Read(); got == `srvtest/login:4;{}` {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("login after Redis came back: %s", got)
-		}
-		time.Sleep(100 * time.Millisecond)
+		got = c.Read()
+		return got == `srvtest/login:4;{}`
+	}) {
+		t.Fatalf("login after Redis came back: %s", got)
 	}
 }

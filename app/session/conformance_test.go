@@ -20,6 +20,7 @@ import (
 
 	"dce/app/dce"
 	"dce/app/redistest"
+	"dce/app/wait"
 )
 
 // testRedis is the machine's Redis (SPEC §9: the Redis store is tested
@@ -346,11 +347,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	redis.Restart() // empty: a restarted Redis without persistence
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.Available() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !s.Available() {
+	if !wait.Until(10*time.Second, s.Available) {
 		t.Fatal("the store did not reconnect")
 	}
 	must(t, m.Set(sid, "k", 1))

@@ -9,6 +9,7 @@ import (
 
 	"dce/app/dce"
 	"dce/app/servertest"
+	"dce/app/wait"
 	"dce/project/sample/controller"
 )
 
@@ -26,18 +27,14 @@ func (o *output) Write(p []byte) (int, error) {
 
 func (o *output) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(servertest.Timeout)
-	for {
+	var s string
+	if !wait.Until(servertest.Timeout, func() bool {
 		o.mu.Lock()
-		s := o.b.String()
+		s = o.b.String()
 		o.mu.Unlock()
-		if strings.Contains(s, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the terminal never showed %q; it shows:\n%s", want, s)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return strings.Contains(s, want)
+	}) {
+		t.Fatalf("the terminal never showed %q; it shows:\n%s", want, s)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"dce/app/servertest"
+	"dce/app/wait"
 )
 
 // nginxBinary finds Debian's nginx; without it the test skips, except in
@@ -75,16 +76,15 @@ http {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	proxy := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", proxy); err == nil {
+	if !wait.Until(5*time.Second, func() bool {
+		c, err := net.Dial("tcp", proxy)
+		if err == nil {
 			c.Close()
-			break
 		}
-		if i == 100 {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx did not listen: %s", log)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	}) {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("nginx did not listen: %s", log)
 	}
 
 	resp, err := http.Get("http://" + proxy + "/")

@@ -13,6 +13,7 @@ import (
 	"dce/app/config"
 	"dce/app/redistest"
 	"dce/app/server"
+	"dce/app/wait"
 )
 
 // logIn logs the page in through its dialog.
@@ -91,12 +92,10 @@ func TestBrowserSession(t *testing.T) {
 	browsertest.WaitText(t, alice, "#view-title", "Chat with bob", false)
 	say(t, alice, "just for bob <b>x</b>")
 	// bob, still in the group view, gets an unread mark on alice.
-	deadline := time.Now().Add(10 * time.Second)
-	for !browsertest.Eval[bool](t, bob, `!!document.querySelector('#users li[data-mid] .unread')`) {
-		if time.Now().After(deadline) {
-			t.Fatal("bob has no unread mark for alice's private message")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !wait.Until(10*time.Second, func() bool {
+		return browsertest.Eval[bool](t, bob, `!!document.querySelector('#users li[data-mid] .unread')`)
+	}) {
+		t.Fatal("bob has no unread mark for alice's private message")
 	}
 	member(t, bob, "alice")
 	browsertest.WaitText(t, bob, "#messages", "just for bob <b>x</b>", false) // as text, not HTML
