@@ -228,9 +228,6 @@ func (c *Cluster) Publish(e Envelope) error {
 	return err
 }
 
-// Available reports whether Redis answered the last call.
-func (c *Cluster) Available() bool { return c.guard.Available() }
-
 // Nodes lists the live nodes, this one included, by name.
 func (c *Cluster) Nodes() (nodes []string, err error) {
 	alive := strconv.FormatInt(time.Now().Add(-c.silentLimit()).UnixMilli(), 10)

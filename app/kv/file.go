@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -28,9 +30,12 @@ func logBucket(name string) []byte   { return []byte("l:" + name) }
 
 func key(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
 
-// OpenFile opens (or creates) the store at path. Another process holding
-// the file is an error after a second, not a wait.
+// OpenFile opens (or creates, with its folder) the store at path. Another
+// process holding the file is an error after a second, not a wait.
 func OpenFile(path string) (*File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("kv store %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("kv store %s: %w", path, err)

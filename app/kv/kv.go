@@ -9,10 +9,6 @@ package kv
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 
 	"dce/app/dce"
 )
@@ -47,19 +43,20 @@ type Store interface {
 // (Redis down): the request that needed it gets a 503 reply.
 var ErrUnavailable = &dce.Error{Code: 503, Message: "the shared store is unavailable, try again"}
 
-// Open opens the store named by kind: "memory", "file" (path, created with
-// its folder) or "redis" (url; prefix before every key).
-func Open(kind, path, url, prefix string, log *slog.Logger) (Store, error) {
-	switch kind {
-	case "", "memory":
-		return NewMemory(), nil
-	case "file":
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, err
-		}
-		return OpenFile(path)
-	case "redis":
-		return OpenRedis(url, prefix, log)
+// JSONArray joins values that are each JSON (a log's messages) into one
+// JSON array, without decoding them.
+func JSONArray(values [][]byte) []byte {
+	n := 2
+	for _, v := range values {
+		n += len(v) + 1
 	}
-	return nil, fmt.Errorf("kv: unknown store %q: want memory, file or redis", kind)
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, v...)
+	}
+	return append(b, ']')
 }

@@ -152,9 +152,4 @@ func (r *Redis) Close() error {
 
 // DeleteAll deletes every key under the store's prefix (tests clean up
 // with it).
-func (r *Redis) DeleteAll(ctx context.Context) {
-	keys, err := r.rdb.Do(ctx, r.rdb.B().Keys().Pattern(r.prefix+"*").Build()).AsStrSlice()
-	if err == nil && len(keys) > 0 {
-		r.rdb.Do(ctx, r.rdb.B().Del().Key(keys...).Build())
-	}
-}
+func (r *Redis) DeleteAll(ctx context.Context) { redisconn.DeleteAll(ctx, r.rdb, r.prefix) }

@@ -116,9 +116,4 @@ func (s *RedisStore) Close() error {
 
 // deleteAll deletes every key under the store's prefix (tests clean up
 // with it).
-func (s *RedisStore) deleteAll(ctx context.Context) {
-	keys, err := s.rdb.Do(ctx, s.rdb.B().Keys().Pattern(s.prefix+"*").Build()).AsStrSlice()
-	if err == nil && len(keys) > 0 {
-		s.rdb.Do(ctx, s.rdb.B().Del().Key(keys...).Build())
-	}
-}
+func (s *RedisStore) deleteAll(ctx context.Context) { redisconn.DeleteAll(ctx, s.rdb, s.prefix) }

@@ -39,9 +39,6 @@ func NewGuard(rdb rueidis.Client, rawURL, what string, fail error, log *slog.Log
 	return &Guard{rdb: rdb, url: Redact(rawURL), what: what, fail: fail, log: log, stop: make(chan struct{})}
 }
 
-// Client is the guarded client.
-func (g *Guard) Client() rueidis.Client { return g.rdb }
-
 // Errors counts the calls that failed because Redis did not answer.
 func (g *Guard) Errors() uint64 { return g.errors.Load() }
 

@@ -46,3 +46,12 @@ func Dial(rawURL, key string, retry bool) (rueidis.Client, error) {
 	}
 	return c, nil
 }
+
+// DeleteAll deletes every key under prefix: the tests' cleanup of the
+// machine's shared Redis.
+func DeleteAll(ctx context.Context, c rueidis.Client, prefix string) {
+	keys, err := c.Do(ctx, c.B().Keys().Pattern(prefix+"*").Build()).AsStrSlice()
+	if err == nil && len(keys) > 0 {
+		c.Do(ctx, c.B().Del().Key(keys...).Build())
+	}
+}

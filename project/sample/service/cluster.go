@@ -134,7 +134,7 @@ func (s *ImWebsocketService) historyMessage(n int) (*dce.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dce.Message{Path: PathMessageList, Body: joinJSON(raw), Mode: dce.Merge}, nil
+	return &dce.Message{Path: PathMessageList, Body: kv.JSONArray(raw), Mode: dce.Merge}, nil
 }
 
 // sharedBefore is Before on a cluster.
@@ -151,23 +151,6 @@ func (s *ImWebsocketService) sharedBefore(id int64, limit int) ([]Message, bool,
 		}
 	}
 	return out, more, nil
-}
-
-// joinJSON makes one JSON array of encoded values.
-func joinJSON(values [][]byte) []byte {
-	n := 2
-	for _, v := range values {
-		n += len(v) + 1
-	}
-	b := make([]byte, 0, n)
-	b = append(b, '[')
-	for i, v := range values {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, v...)
-	}
-	return append(b, ']')
 }
 
 // Remote hears that members' places on other nodes changed: members this

@@ -46,7 +46,7 @@ func (s *SessionImServer) BeforeStart(hub dce.Hub) error {
 		if cfg.Instance != "" {
 			name = "session-im-" + cfg.Instance + ".db"
 		}
-		s.store, err = kv.Open("file", filepath.Join(s.env.Root, "runtime", name), "", "", s.env.Logger)
+		s.store, err = kv.OpenFile(filepath.Join(s.env.Root, "runtime", name))
 	case s.settings.Store == "memory":
 		s.store = kv.NewMemory()
 	default:

@@ -120,6 +120,7 @@ type SessionImService struct {
 
 	mu        sync.Mutex        // guards below; never held across a store call
 	conns     map[uint64]bool   // this node's connections of this sample (guests too): they get its pushes
+	connList  []uint64          // conns as a list, rebuilt when conns changed (own); shared, never modified
 	members   map[int64]*Member // the members this node has met
 	delta     map[uint64]bool   // the connections that get changes, not whole lists
 	listTimer *time.Timer       // the next online-list push, when one is due
@@ -182,20 +183,24 @@ func decodeMember(b []byte) (*Member, error) {
 // page's first frame is its signer.
 func (s *SessionImService) Join(conn dce.Conn) {
 	s.mu.Lock()
-	s.conns[conn.FD()] = true
+	if !s.conns[conn.FD()] {
+		s.conns[conn.FD()], s.connList = true, nil
+	}
 	s.mu.Unlock()
 }
 
-// own lists this node's connections of this sample.
+// own lists this node's connections of this sample: built once per change
+// of the set, not for every group message.
 func (s *SessionImService) own() []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fds := make([]uint64, 0, len(s.conns))
-	for fd := range s.conns {
-		fds = append(fds, fd)
+	if s.connList == nil {
+		s.connList = make([]uint64, 0, len(s.conns))
+		for fd := range s.conns {
+			s.connList = append(s.connList, fd)
+		}
 	}
-	slices.Sort(fds)
-	return fds
+	return s.connList
 }
 
 // topicGroup carries group messages to the other nodes.
@@ -359,6 +364,7 @@ func (s *SessionImService) Closed(conn dce.Conn) {
 	s.mu.Lock()
 	delete(s.conns, conn.FD())
 	delete(s.delta, conn.FD())
+	s.connList = nil
 	s.mu.Unlock()
 	if _, ok := s.signedIn(conn.FD()); ok {
 		s.listChanged()
@@ -451,19 +457,8 @@ func (s *SessionImService) Load(conn dce.Conn, target, afterID int64) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	_ = conn.Send(&dce.Message{Path: PathLoad, Body: joinJSON(raw), Mode: dce.Merge})
+	_ = conn.Send(&dce.Message{Path: PathLoad, Body: kv.JSONArray(raw), Mode: dce.Merge})
 	return len(raw), nil
-}
-
-func joinJSON(values [][]byte) []byte {
-	b := []byte{'['}
-	for i, v := range values {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, v...)
-	}
-	return append(b, ']')
 }
 
 // entries is the online list: every member logged in anywhere, with its
