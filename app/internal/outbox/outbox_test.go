@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"dce/app/dce"
+	"dce/app/wait"
 )
 
 // host is a fixed set of limits and the counters an outbox reports to.
@@ -278,13 +279,8 @@ func TestPingDoesNotWaitForAStuckPeer(t *testing.T) {
 		t.Error("the ping dropped the connection; want it handed to a writer and the connection kept")
 	}
 	nc.Close() // the writer fails and ends
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if writing, _ := o.State(); !writing {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the writer did not end")
-		}
+	if !wait.Until(5*time.Second, func() bool { writing, _ := o.State(); return !writing }) {
+		t.Fatal("the writer did not end")
 	}
 }
 
